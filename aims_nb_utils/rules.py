@@ -1,0 +1,321 @@
+"""The rule-file model: one shape for generated, hand-edited and legacy rule files.
+
+A rule file is data (``config/data_quality/<table>_validation.yml``): Great Expectations'
+vocabulary for the expectation types, plus ``meta`` that says how severe a broken rule is, which
+DQ dimension it measures and whether rows breaking it are quarantined. The 68 legacy files load
+unchanged; keys this model does not know are kept and written back as they were.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import RuleFileError
+
+SEVERITIES = ("critical", "high", "medium", "low")
+SEVERITY_WEIGHTS = {"critical": 4.0, "high": 3.0, "medium": 2.0, "low": 1.0}
+DEFAULT_QUALITY_THRESHOLDS = {"critical": 95.0, "high": 95.0, "medium": 80.0, "low": 50.0}
+RULE_FILE_SUFFIX = "_validation.yml"
+
+# Expectation types the platform understands, with the DQ dimension each one measures.
+TABLE_EXPECTATIONS = {
+    "expect_table_row_count_to_be_between": "integrity",
+    "expect_table_column_count_to_equal": "integrity",
+    "expect_column_to_exist": "integrity",
+}
+COLUMN_MAP_EXPECTATIONS = {
+    "expect_column_values_to_not_be_null": "completeness",
+    "expect_column_values_to_be_unique": "uniqueness",
+    "expect_column_values_to_be_in_set": "validity",
+    "expect_column_value_lengths_to_be_between": "validity",
+    "expect_column_values_to_match_regex": "validity",
+    "expect_column_values_to_be_between": "validity",
+}
+SUPPORTED_EXPECTATIONS = {**TABLE_EXPECTATIONS, **COLUMN_MAP_EXPECTATIONS}
+DIMENSIONS = ("completeness", "uniqueness", "validity", "consistency", "integrity")
+
+# meta marker on rules the profiler wrote; rules without it were written or edited by a person.
+GENERATED_MARKER = "generated_by"
+GENERATOR_NAME = "aims_nb_utils.profiling"
+
+
+@dataclass
+class Expectation:
+    """One rule: a GX expectation type, its kwargs, and the platform's meta."""
+
+    expectation_type: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def column(self) -> str | None:
+        return self.kwargs.get("column")
+
+    @property
+    def severity(self) -> str:
+        return str(self.meta.get("severity", "medium")).lower()
+
+    @property
+    def reference(self) -> tuple[str, str] | None:
+        """(parent table, parent column) for a cross-table rule, else None."""
+        ref = self.meta.get("reference")
+        if isinstance(ref, dict) and ref.get("table") and ref.get("column"):
+            return str(ref["table"]), str(ref["column"])
+        return None
+
+    @property
+    def dimension(self) -> str:
+        if self.reference is not None:
+            return "consistency"
+        return str(self.meta.get("dimension") or SUPPORTED_EXPECTATIONS.get(self.expectation_type, "validity"))
+
+    @property
+    def is_row_level(self) -> bool:
+        return self.expectation_type in COLUMN_MAP_EXPECTATIONS
+
+    @property
+    def quarantines_rows(self) -> bool:
+        """Whether a row breaking this rule is quarantined (legacy rules: yes, they are strict)."""
+        return self.is_row_level and bool(self.meta.get("quarantine", True))
+
+    @property
+    def is_generated(self) -> bool:
+        return self.meta.get(GENERATED_MARKER) == GENERATOR_NAME
+
+    @property
+    def rule_id(self) -> str:
+        """Stable, human-readable id: '<expectation_type>(<column>)'."""
+        return f"{self.expectation_type}({self.column})" if self.column else self.expectation_type
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"expectation_type": self.expectation_type, "kwargs": self.kwargs}
+        if self.meta:
+            out["meta"] = self.meta
+        return out
+
+
+@dataclass
+class RuleFile:
+    """A table's rule file; ``extra`` keeps unknown top-level keys so saving loses nothing."""
+
+    table: str
+    expectations: list[Expectation]
+    validation_name: str = ""
+    description: str = ""
+    generated_at: str | None = None
+    data_source: dict[str, Any] = field(default_factory=dict)
+    quality_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY_THRESHOLDS))
+    extra: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def is_empty_table(self) -> bool:
+        """True when the file was profiled from an empty table and holds no learned rules."""
+        return bool(self.data_source.get("empty_table")) or (
+            self.data_source.get("profiled_rows") == 0 and not self.column_rules()
+        )
+
+    def column_rules(self) -> list[Expectation]:
+        return [e for e in self.expectations if e.is_row_level]
+
+    def columns(self) -> list[str]:
+        """Expected columns in file order (from expect_column_to_exist)."""
+        return [e.column for e in self.expectations if e.expectation_type == "expect_column_to_exist" and e.column]
+
+    def threshold(self, severity: str) -> float:
+        return float(self.quality_thresholds.get(severity, DEFAULT_QUALITY_THRESHOLDS.get(severity, 0.0)))
+
+    def has_manual_edits(self) -> bool:
+        """Any rule without the generator's marker means a person wrote or edited the file."""
+        return any(not e.is_generated for e in self.expectations) or bool(self.extra.get("manually_edited"))
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "validation_name": self.validation_name,
+            "description": self.description,
+            "generated_at": self.generated_at,
+            "data_source": self.data_source,
+            "quality_thresholds": self.quality_thresholds,
+        }
+        out.update(self.extra)
+        out["expectations"] = [e.to_dict() for e in self.expectations]
+        return out
+
+
+def table_from_rule_path(path: Path) -> str:
+    name = path.name
+    if not name.endswith(RULE_FILE_SUFFIX):
+        raise RuleFileError(path, f"file name must end with {RULE_FILE_SUFFIX}")
+    return name[: -len(RULE_FILE_SUFFIX)]
+
+
+def _check_threshold(path: Path, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise RuleFileError(path, f"quality_thresholds.{key} = {value!r} is not a number")
+    if not 0 <= value <= 100:
+        hint = "thresholds are percentages: write 95, not 0.95" if 0 < value < 1 else None
+        raise RuleFileError(path, f"quality_thresholds.{key} = {value!r} is outside 0-100", hint)
+    return float(value)
+
+
+def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
+    """Validate a loaded YAML document and build the model; errors name the file and the rule."""
+    if not isinstance(raw, dict):
+        raise RuleFileError(path, "top level must be a mapping with an 'expectations' list")
+    raw = copy.deepcopy(raw)
+    items = raw.pop("expectations", None)
+    if not isinstance(items, list):
+        raise RuleFileError(path, "'expectations' is missing or not a list")
+    expectations: list[Expectation] = []
+    for index, item in enumerate(items):
+        where = f"expectations[{index}]"
+        if not isinstance(item, dict) or "expectation_type" not in item:
+            raise RuleFileError(path, f"{where} has no expectation_type")
+        etype = item["expectation_type"]
+        if etype not in SUPPORTED_EXPECTATIONS:
+            raise RuleFileError(
+                path, f"{where}: unsupported expectation_type {etype!r}",
+                hint=f"supported: {', '.join(sorted(SUPPORTED_EXPECTATIONS))}",
+            )
+        kwargs = item.get("kwargs") or {}
+        meta = item.get("meta") or {}
+        if not isinstance(kwargs, dict) or not isinstance(meta, dict):
+            raise RuleFileError(path, f"{where} ({etype}): kwargs and meta must be mappings")
+        if etype in COLUMN_MAP_EXPECTATIONS or etype == "expect_column_to_exist":
+            if not kwargs.get("column"):
+                raise RuleFileError(path, f"{where} ({etype}) has no kwargs.column")
+        severity = str(meta.get("severity", "medium")).lower()
+        if severity not in SEVERITIES:
+            raise RuleFileError(
+                path, f"{where} ({etype}, column {kwargs.get('column')}): unknown severity {severity!r}",
+                hint=f"use one of {', '.join(SEVERITIES)}",
+            )
+        if "mostly" in kwargs:
+            mostly = kwargs["mostly"]
+            if isinstance(mostly, bool) or not isinstance(mostly, (int, float)) or not 0 <= mostly <= 1:
+                raise RuleFileError(
+                    path, f"{where} ({etype}, column {kwargs.get('column')}): mostly={mostly!r} must be a fraction 0-1",
+                    hint="GX's mostly is a fraction (0.95); thresholds elsewhere are percentages",
+                )
+        expectations.append(Expectation(etype, kwargs, meta))
+    thresholds_raw = raw.pop("quality_thresholds", None) or dict(DEFAULT_QUALITY_THRESHOLDS)
+    if not isinstance(thresholds_raw, dict):
+        raise RuleFileError(path, "quality_thresholds must be a mapping of severity -> percentage")
+    thresholds = {str(k): _check_threshold(path, str(k), v) for k, v in thresholds_raw.items()}
+    data_source = raw.pop("data_source", None) or {}
+    return RuleFile(
+        table=table or table_from_rule_path(path),
+        expectations=expectations,
+        validation_name=str(raw.pop("validation_name", "") or ""),
+        description=str(raw.pop("description", "") or ""),
+        generated_at=raw.pop("generated_at", None),
+        data_source=data_source if isinstance(data_source, dict) else {},
+        quality_thresholds=thresholds,
+        extra=raw,
+        path=path,
+    )
+
+
+def load_rule_file(path: str | Path) -> RuleFile:
+    path = Path(path)
+    if not path.is_file():
+        raise RuleFileError(path, "does not exist", hint="run `python -m aims_nb_utils profile` to generate it")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise RuleFileError(path, f"is not valid YAML: {exc}") from None
+    return parse_rule_file(raw, path)
+
+
+def load_rules_dir(rules_dir: str | Path, tables: list[str] | None = None) -> dict[str, RuleFile]:
+    """All rule files of a folder keyed by table (optionally only some tables)."""
+    rules_dir = Path(rules_dir)
+    found: dict[str, RuleFile] = {}
+    for path in sorted(rules_dir.glob(f"*{RULE_FILE_SUFFIX}")):
+        table = table_from_rule_path(path)
+        if tables is None or table in tables:
+            found[table] = load_rule_file(path)
+    return found
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block-style YAML with lists indented like the legacy files."""
+
+
+def dump_rule_file(rule_file: RuleFile) -> str:
+    return yaml.dump(rule_file.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+
+
+def save_rule_file(rule_file: RuleFile, path: str | Path | None = None) -> Path:
+    """Write atomically (temp file then rename) so a crash never leaves half a rule file."""
+    from .io import atomic_write_text
+
+    target = Path(path or rule_file.path or "")
+    if not str(target):
+        raise RuleFileError("<unsaved>", "no path to save to")
+    atomic_write_text(target, dump_rule_file(rule_file))
+    rule_file.path = target
+    return target
+
+
+_THRESHOLD_LINE = re.compile(
+    r"^(?P<indent>\s+)(?P<key>critical|high|medium|low):\s*(?P<value>[-+0-9.eE]+)\s*$"
+)
+
+
+def adjust_thresholds_text(text: str, new_values: dict[str, float]) -> str:
+    """Rewrite only the numbers under ``quality_thresholds:``; every other byte stays as it was.
+
+    Keys absent from the block are inserted right after its header (or a block is appended), so
+    a file that already has the wanted values comes back byte-identical.
+    """
+    lines = text.splitlines(keepends=True)
+    header_index: int | None = None
+    indent = "  "
+    seen: set[str] = set()
+    for index, line in enumerate(lines):
+        stripped = line.rstrip("\r\n")
+        if header_index is None:
+            if re.match(r"^quality_thresholds:\s*$", stripped):
+                header_index = index
+            continue
+        match = _THRESHOLD_LINE.match(stripped)
+        if match:
+            key = match.group("key")
+            seen.add(key)
+            indent = match.group("indent")
+            if key in new_values and float(match.group("value")) != float(new_values[key]):
+                lines[index] = f"{indent}{key}: {float(new_values[key])!r}{line[len(stripped):]}"
+            continue
+        if stripped and not stripped.startswith((" ", "\t")):
+            break
+    missing = [k for k in new_values if k not in seen]
+    if header_index is None:
+        body = "".join(lines)
+        if body and not body.endswith("\n"):
+            body += "\n"
+        return body + "quality_thresholds:\n" + "".join(
+            f"  {k}: {float(new_values[k])!r}\n" for k in missing
+        )
+    insert = [f"{indent}{k}: {float(new_values[k])!r}\n" for k in missing]
+    lines[header_index + 1 : header_index + 1] = insert
+    return "".join(lines)
+
+
+# Text patterns for type conformance of values stored as text (Bronze keeps every column as text).
+# Profiling writes them as expect_column_values_to_match_regex with meta.value_type; typing into
+# Silver accepts exactly what these accept, so a value that passes here never fails to cast.
+TYPE_PATTERNS: dict[str, str] = {
+    "integer": r"^-?\d+(\.0+)?$",
+    "decimal": r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$",
+    "date": r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?)?$",
+    "boolean": r"^(0|-1|1|0\.0|-1\.0|1\.0|Yes|No|YES|NO|yes|no|True|False|true|false)$",
+}
+TRUE_STRINGS = frozenset({"-1", "1", "-1.0", "1.0", "Yes", "YES", "yes", "True", "true"})
+FALSE_STRINGS = frozenset({"0", "0.0", "No", "NO", "no", "False", "false"})

@@ -1,0 +1,180 @@
+"""Pipeline state in SQLite: watermarks, load history and the metric history of every run.
+
+SQLite from the standard library is enough for one lake and keeps state inspectable with any
+SQLite browser. Every write happens in a transaction, so a killed run leaves the previous state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS watermarks (
+    table_name TEXT PRIMARY KEY,
+    last_updated TEXT,          -- max LASTUPDATED seen in Bronze (text as exported)
+    fingerprint TEXT NOT NULL,  -- content fingerprint of the Bronze file last loaded
+    rows INTEGER NOT NULL,
+    run_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS load_history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    ended_at TEXT,
+    rows_in INTEGER,
+    rows_silver INTEGER,
+    rows_quarantined INTEGER,
+    status TEXT NOT NULL,
+    error TEXT
+);
+CREATE TABLE IF NOT EXISTS table_metrics (
+    run_id TEXT NOT NULL,
+    run_at TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    status TEXT NOT NULL,
+    row_count INTEGER,
+    column_count INTEGER,
+    rules_total INTEGER,
+    rules_passed INTEGER,
+    quality_score REAL,
+    weighted_score REAL,
+    completeness REAL,
+    validity REAL,
+    uniqueness REAL,
+    consistency REAL,
+    integrity REAL,
+    seconds REAL,
+    PRIMARY KEY (run_id, table_name)
+);
+CREATE TABLE IF NOT EXISTS rule_metrics (
+    run_id TEXT NOT NULL,
+    run_at TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    rule_id TEXT NOT NULL,
+    expectation_type TEXT NOT NULL,
+    column_name TEXT,
+    severity TEXT,
+    dimension TEXT,
+    success INTEGER NOT NULL,
+    element_count INTEGER,
+    unexpected_count INTEGER,
+    unexpected_percent REAL,
+    PRIMARY KEY (run_id, table_name, rule_id)
+);
+CREATE TABLE IF NOT EXISTS column_metrics (
+    run_id TEXT NOT NULL,
+    run_at TEXT NOT NULL,
+    table_name TEXT NOT NULL,
+    column_name TEXT NOT NULL,
+    null_percent REAL,
+    distinct_count INTEGER,
+    PRIMARY KEY (run_id, table_name, column_name)
+);
+CREATE INDEX IF NOT EXISTS load_history_table ON load_history (table_name, started_at);
+CREATE INDEX IF NOT EXISTS table_metrics_table ON table_metrics (table_name, run_at);
+"""
+
+
+@contextmanager
+def connect(db_path: str | Path) -> Iterator[sqlite3.Connection]:
+    """Open the state database (creating it and its schema), commit on success, roll back on error."""
+    db_path = Path(db_path)
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path, timeout=60)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.executescript(SCHEMA)
+        yield conn
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+    finally:
+        conn.close()
+
+
+def _insert_many(conn: sqlite3.Connection, table: str, rows: Iterable[dict[str, Any]], replace: bool = True) -> int:
+    rows = list(rows)
+    if not rows:
+        return 0
+    columns = list(rows[0])
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    sql = f"{verb} INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    conn.executemany(sql, [tuple(row.get(c) for c in columns) for row in rows])
+    return len(rows)
+
+
+def record_table_metrics(db_path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Append (or replace, for the same run and table) per-table metrics of a validation run."""
+    with connect(db_path) as conn:
+        return _insert_many(conn, "table_metrics", rows)
+
+
+def record_rule_metrics(db_path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    with connect(db_path) as conn:
+        return _insert_many(conn, "rule_metrics", rows)
+
+
+def record_column_metrics(db_path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    with connect(db_path) as conn:
+        return _insert_many(conn, "column_metrics", rows)
+
+
+def get_watermark(db_path: str | Path, table: str) -> dict[str, Any] | None:
+    with connect(db_path) as conn:
+        row = conn.execute("SELECT * FROM watermarks WHERE table_name = ?", (table,)).fetchone()
+        return dict(row) if row else None
+
+
+def set_watermark(db_path: str | Path, **fields: Any) -> None:
+    with connect(db_path) as conn:
+        _insert_many(conn, "watermarks", [fields])
+
+
+def watermarks(db_path: str | Path) -> list[dict[str, Any]]:
+    with connect(db_path) as conn:
+        return [dict(r) for r in conn.execute("SELECT * FROM watermarks ORDER BY table_name")]
+
+
+def start_load(db_path: str | Path, run_id: str, table: str, started_at: str, rows_in: int | None) -> int:
+    """Open a load-history row with status 'running'; returns its id for :func:`finish_load`."""
+    with connect(db_path) as conn:
+        cursor = conn.execute(
+            "INSERT INTO load_history (run_id, table_name, started_at, rows_in, status) VALUES (?, ?, ?, ?, 'running')",
+            (run_id, table, started_at, rows_in),
+        )
+        return int(cursor.lastrowid)
+
+
+def finish_load(db_path: str | Path, load_id: int, **fields: Any) -> None:
+    allowed = {"ended_at", "rows_in", "rows_silver", "rows_quarantined", "status", "error"}
+    unknown = set(fields) - allowed
+    if unknown:
+        raise ValueError(f"unknown load_history fields: {sorted(unknown)}")
+    with connect(db_path) as conn:
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE load_history SET {assignments} WHERE id = ?", (*fields.values(), load_id))
+
+
+def load_history(db_path: str | Path, limit: int = 20, table: str | None = None) -> list[dict[str, Any]]:
+    with connect(db_path) as conn:
+        sql = "SELECT * FROM load_history"
+        params: tuple[Any, ...] = ()
+        if table:
+            sql += " WHERE table_name = ?"
+            params = (table,)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [dict(r) for r in conn.execute(sql, (*params, limit))]
+
+
+def query(db_path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Read-only helper for notebooks and reports (trend queries)."""
+    with connect(db_path) as conn:
+        return [dict(r) for r in conn.execute(sql, params)]
