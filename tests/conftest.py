@@ -1,0 +1,74 @@
+"""Shared fixtures: small synthetic lakes generated once per session, copied per test that writes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from aims_nb_utils.settings import Settings, load_settings
+
+TEST_SCALE = 0.003  # ~45k rows: big enough for every defect kind, small enough for seconds
+TEST_SEED = 7
+REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer's own AIMS_* variables must not change what the tests see."""
+    for name in list(os.environ):
+        if name.startswith("AIMS_"):
+            monkeypatch.delenv(name, raising=False)
+
+
+def make_settings(home: Path, **overrides: object) -> Settings:
+    return load_settings(env={}, home=home, **overrides)
+
+
+def _generate(home: Path, clean: bool, corrupt: bool = False) -> Path:
+    from aims_nb_utils.sample_data import generate_lake
+
+    generate_lake(
+        home / "data" / "bronze", scale=TEST_SCALE, seed=TEST_SEED, clean=clean, corrupt=corrupt
+    )
+    return home
+
+
+@pytest.fixture(scope="session")
+def lake_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AIMS_HOME with a defective sample lake. Read-only: copy it (fresh_home) before writing."""
+    return _generate(tmp_path_factory.mktemp("lake"), clean=False)
+
+
+@pytest.fixture(scope="session")
+def clean_lake_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """AIMS_HOME with a lake that has no defects at all. Read-only."""
+    return _generate(tmp_path_factory.mktemp("clean_lake"), clean=True)
+
+
+def copy_home(source: Path, target: Path) -> Path:
+    shutil.copytree(source / "data" / "bronze", target / "data" / "bronze")
+    if (source / "config").exists():
+        shutil.copytree(source / "config", target / "config")
+    return target
+
+
+@pytest.fixture
+def fresh_home(lake_home: Path, tmp_path: Path) -> Path:
+    """A private, writable copy of the defective sample lake."""
+    return copy_home(lake_home, tmp_path / "home")
+
+
+@pytest.fixture
+def fresh_clean_home(clean_lake_home: Path, tmp_path: Path) -> Path:
+    return copy_home(clean_lake_home, tmp_path / "home")
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    """../shared/reference (tests may read it; the product may not)."""
+    if not REFERENCE_DIR.is_dir():
+        pytest.fail(f"shared reference folder not found at {REFERENCE_DIR}")
+    return REFERENCE_DIR
