@@ -6,11 +6,22 @@ SQLite browser. Every write happens in a transaction, so a killed run leaves the
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from datetime import datetime, timezone
 from typing import Any
+
+def new_run_id() -> str:
+    """Sortable, unique run id shared by validation, ingestion and the orchestration log."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S_") + secrets.token_hex(3)
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS watermarks (
