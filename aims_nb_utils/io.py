@@ -104,7 +104,9 @@ def read_bronze(
     validate_table_name(table)
     path = Path(bronze_dir) / f"{table}.parquet"
     if not path.is_file():
-        raise BronzeReadError(table, path, "file not found", hint="check AIMS_BRONZE_DIR or run `make init`")
+        raise BronzeReadError(
+            table, path, "file not found", hint="check AIMS_BRONZE_DIR or run `make init`"
+        )
     try:
         if sample_size is not None:
             parquet = pq.ParquetFile(path)
@@ -115,7 +117,11 @@ def read_bronze(
                 remaining -= min(remaining, batch.num_rows)
                 if remaining <= 0:
                     break
-            schema = parquet.schema_arrow if columns is None else pa.schema([parquet.schema_arrow.field(c) for c in columns])
+            schema = (
+                parquet.schema_arrow
+                if columns is None
+                else pa.schema([parquet.schema_arrow.field(c) for c in columns])
+            )
             return pa.Table.from_batches(batches, schema=schema)
         return pq.read_table(path, columns=columns)
     except (OSError, pa.ArrowException) as exc:

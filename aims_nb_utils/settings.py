@@ -32,6 +32,8 @@ class _Key:
     doc: str
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    # A threshold between 0 and 1 is almost surely a fraction written where a percentage belongs.
+    refuse_fractions: bool = False
 
 
 KEYS: dict[str, _Key] = {
@@ -45,11 +47,18 @@ KEYS: dict[str, _Key] = {
     "run_silver_enhancement": _Key("bool", True, "run optional phase 05 (Silver -> Gold)"),
     "run_quality_insights": _Key("bool", True, "run optional phase 06 (trends across runs)"),
     "force_reprocess": _Key("bool", False, "ignore watermarks and reprocess every table"),
-    "dq_threshold": _Key("percent", 85.0, "minimum quality score (% of rules passed) per table"),
+    "dq_threshold": _Key(
+        "percent",
+        85.0,
+        "minimum quality score (% of rules passed) per table",
+        refuse_fractions=True,
+    ),
     "max_workers": _Key("int", 2, "parallel worker processes", minimum=1),
     "continue_on_error": _Key("bool", False, "keep running later phases/tables after a failure"),
     # Data handling.
-    "sample_size": _Key("optional_int", None, "rows per table to read; None means all rows", minimum=1),
+    "sample_size": _Key(
+        "optional_int", None, "rows per table to read; None means all rows", minimum=1
+    ),
     "storage_format": _Key("choice", "parquet", "Silver/Gold format", choices=STORAGE_FORMATS),
     "null_placeholders": _Key(
         "str_list", ["None", "NaT", "", " "], "strings that mean null in Bronze"
@@ -63,11 +72,11 @@ KEYS: dict[str, _Key] = {
         "what ingestion does with a table that fails its table-level verdict",
         choices=FAILED_TABLE_POLICIES,
     ),
-    "drift_policy": _Key(
-        "choice", "evolve", "default schema-drift policy", choices=DRIFT_POLICIES
-    ),
+    "drift_policy": _Key("choice", "evolve", "default schema-drift policy", choices=DRIFT_POLICIES),
     "drift_policies": _Key("mapping", {}, "per-table schema-drift policy overrides"),
-    "notebook_timeout_seconds": _Key("int", 3600, "per-notebook timeout (papermill/Fabric)", minimum=1),
+    "notebook_timeout_seconds": _Key(
+        "int", 3600, "per-notebook timeout (papermill/Fabric)", minimum=1
+    ),
 }
 
 PATH_KEYS = ("bronze", "silver", "gold", "quarantine", "state", "config", "outputs")
@@ -166,7 +175,9 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
     kind = spec.kind
     if kind == "bool":
         return _parse_bool(raw, key, source)
-    if kind == "optional_int" and (raw is None or (from_env and str(raw).strip().lower() in ("", "none", "all"))):
+    if kind == "optional_int" and (
+        raw is None or (from_env and str(raw).strip().lower() in ("", "none", "all"))
+    ):
         return None
     if kind in ("int", "optional_int"):
         if isinstance(raw, bool):
@@ -192,8 +203,15 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
         if not isinstance(raw, (int, float)):
             raise SettingsError(key, raw, source, "expected a number")
         if kind == "percent" and not 0 <= raw <= 100:
-            hint = "thresholds are percentages: write 85, not 0.85" if 0 < raw < 1 else None
-            raise SettingsError(key, raw, source, "must be a percentage between 0 and 100", hint)
+            raise SettingsError(key, raw, source, "must be a percentage between 0 and 100")
+        if spec.refuse_fractions and 0 < raw < 1:
+            raise SettingsError(
+                key,
+                raw,
+                source,
+                "looks like a fraction; thresholds are percentages between 0 and 100",
+                hint=f"write {raw * 100:g}, not {raw:g}",
+            )
         return float(raw)
     if kind == "choice":
         if not isinstance(raw, str) or raw.strip().lower() not in spec.choices:
@@ -222,7 +240,9 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
             for table, policy in raw.items():
                 if policy not in DRIFT_POLICIES:
                     raise SettingsError(
-                        f"drift_policies.{table}", policy, source,
+                        f"drift_policies.{table}",
+                        policy,
+                        source,
                         f"must be one of {', '.join(DRIFT_POLICIES)}",
                     )
         return dict(raw)
@@ -239,7 +259,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise SettingsError("<file>", str(path), str(path), f"is not valid YAML: {exc}") from None
     if not isinstance(loaded, dict):
-        raise SettingsError("<file>", type(loaded).__name__, str(path), "top level must be a mapping")
+        raise SettingsError(
+            "<file>", type(loaded).__name__, str(path), "top level must be a mapping"
+        )
     return loaded
 
 
@@ -291,7 +313,10 @@ def load_settings(
     overrides.pop("home", None)
 
     values = {k: spec.default for k, spec in KEYS.items()}
-    values = {k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v) for k, v in values.items()}
+    values = {
+        k: (list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v)
+        for k, v in values.items()
+    }
     sources = {k: "default" for k in KEYS}
     paths = _default_paths(runtime)
     path_sources = {k: "default" for k in paths}
@@ -311,7 +336,9 @@ def load_settings(
                 for pkey, pval in raw.items():
                     if pkey not in PATH_KEYS:
                         raise SettingsError(
-                            f"paths.{pkey}", pval, str(yaml_path),
+                            f"paths.{pkey}",
+                            pval,
+                            str(yaml_path),
                             f"unknown path key; known: {', '.join(PATH_KEYS)}",
                         )
                     paths[pkey] = _resolve_path(pval, runtime.home)
@@ -319,7 +346,10 @@ def load_settings(
                 continue
             if key not in KEYS:
                 raise SettingsError(
-                    key, raw, str(yaml_path), "unknown setting",
+                    key,
+                    raw,
+                    str(yaml_path),
+                    "unknown setting",
                     hint=f"known settings: {', '.join(sorted(KEYS))}",
                 )
             values[key] = _coerce(key, raw, str(yaml_path))
@@ -346,7 +376,10 @@ def load_settings(
             continue
         if key not in KEYS:
             raise SettingsError(
-                key, raw, "argument", "unknown setting",
+                key,
+                raw,
+                "argument",
+                "unknown setting",
                 hint=f"known settings: {', '.join(sorted(KEYS))}",
             )
         values[key] = _coerce(key, raw, "argument")
@@ -357,7 +390,9 @@ def load_settings(
         sources["storage_format"] = "default (Fabric)"
 
     sources.update({f"paths.{k}": v for k, v in path_sources.items()})
-    return Settings(values=values, paths=Paths(home=runtime.home, **paths), environment=runtime, sources=sources)
+    return Settings(
+        values=values, paths=Paths(home=runtime.home, **paths), environment=runtime, sources=sources
+    )
 
 
 def _resolve_path(raw: Any, home: Path) -> Path:

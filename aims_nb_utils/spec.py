@@ -61,7 +61,9 @@ def load_spec() -> dict[str, TableSpec]:
             )
             for c in table["columns"]
         )
-        tables[table["name"]] = TableSpec(name=table["name"], rows=int(table["rows"]), columns=columns)
+        tables[table["name"]] = TableSpec(
+            name=table["name"], rows=int(table["rows"]), columns=columns
+        )
     return tables
 
 

@@ -10,9 +10,10 @@ import secrets
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
+
 
 def new_run_id() -> str:
     """Sortable, unique run id shared by validation, ingestion and the orchestration log."""
@@ -111,7 +112,9 @@ def connect(db_path: str | Path) -> Iterator[sqlite3.Connection]:
         conn.close()
 
 
-def _insert_many(conn: sqlite3.Connection, table: str, rows: Iterable[dict[str, Any]], replace: bool = True) -> int:
+def _insert_many(
+    conn: sqlite3.Connection, table: str, rows: Iterable[dict[str, Any]], replace: bool = True
+) -> int:
     rows = list(rows)
     if not rows:
         return 0
@@ -154,7 +157,9 @@ def watermarks(db_path: str | Path) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute("SELECT * FROM watermarks ORDER BY table_name")]
 
 
-def start_load(db_path: str | Path, run_id: str, table: str, started_at: str, rows_in: int | None) -> int:
+def start_load(
+    db_path: str | Path, run_id: str, table: str, started_at: str, rows_in: int | None
+) -> int:
     """Open a load-history row with status 'running'; returns its id for :func:`finish_load`."""
     with connect(db_path) as conn:
         cursor = conn.execute(
@@ -171,10 +176,14 @@ def finish_load(db_path: str | Path, load_id: int, **fields: Any) -> None:
         raise ValueError(f"unknown load_history fields: {sorted(unknown)}")
     with connect(db_path) as conn:
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        conn.execute(f"UPDATE load_history SET {assignments} WHERE id = ?", (*fields.values(), load_id))
+        conn.execute(
+            f"UPDATE load_history SET {assignments} WHERE id = ?", (*fields.values(), load_id)
+        )
 
 
-def load_history(db_path: str | Path, limit: int = 20, table: str | None = None) -> list[dict[str, Any]]:
+def load_history(
+    db_path: str | Path, limit: int = 20, table: str | None = None
+) -> list[dict[str, Any]]:
     with connect(db_path) as conn:
         sql = "SELECT * FROM load_history"
         params: tuple[Any, ...] = ()
