@@ -40,6 +40,9 @@ COLUMN_MAP_EXPECTATIONS = {
 SUPPORTED_EXPECTATIONS = {**TABLE_EXPECTATIONS, **COLUMN_MAP_EXPECTATIONS}
 DIMENSIONS = ("completeness", "uniqueness", "validity", "consistency", "integrity")
 
+# libyaml's C loader/dumper when present (8x faster on 68 files), same safe schema either way.
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 # meta marker on rules the profiler wrote; rules without it were written or edited by a person.
 GENERATED_MARKER = "generated_by"
 GENERATOR_NAME = "aims_nb_utils.profiling"
@@ -73,7 +76,10 @@ class Expectation:
     def dimension(self) -> str:
         if self.reference is not None:
             return "consistency"
-        return str(self.meta.get("dimension") or SUPPORTED_EXPECTATIONS.get(self.expectation_type, "validity"))
+        return str(
+            self.meta.get("dimension")
+            or SUPPORTED_EXPECTATIONS.get(self.expectation_type, "validity")
+        )
 
     @property
     def is_row_level(self) -> bool:
@@ -110,7 +116,9 @@ class RuleFile:
     description: str = ""
     generated_at: str | None = None
     data_source: dict[str, Any] = field(default_factory=dict)
-    quality_thresholds: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_QUALITY_THRESHOLDS))
+    quality_thresholds: dict[str, float] = field(
+        default_factory=lambda: dict(DEFAULT_QUALITY_THRESHOLDS)
+    )
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
 
@@ -126,14 +134,22 @@ class RuleFile:
 
     def columns(self) -> list[str]:
         """Expected columns in file order (from expect_column_to_exist)."""
-        return [e.column for e in self.expectations if e.expectation_type == "expect_column_to_exist" and e.column]
+        return [
+            e.column
+            for e in self.expectations
+            if e.expectation_type == "expect_column_to_exist" and e.column
+        ]
 
     def threshold(self, severity: str) -> float:
-        return float(self.quality_thresholds.get(severity, DEFAULT_QUALITY_THRESHOLDS.get(severity, 0.0)))
+        return float(
+            self.quality_thresholds.get(severity, DEFAULT_QUALITY_THRESHOLDS.get(severity, 0.0))
+        )
 
     def has_manual_edits(self) -> bool:
         """Any rule without the generator's marker means a person wrote or edited the file."""
-        return any(not e.is_generated for e in self.expectations) or bool(self.extra.get("manually_edited"))
+        return any(not e.is_generated for e in self.expectations) or bool(
+            self.extra.get("manually_edited")
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -158,9 +174,14 @@ def table_from_rule_path(path: Path) -> str:
 def _check_threshold(path: Path, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise RuleFileError(path, f"quality_thresholds.{key} = {value!r} is not a number")
+    if 0 < value < 1:  # a fraction where a percentage belongs: the 0-1 vs 0-100 mix-up
+        raise RuleFileError(
+            path,
+            f"quality_thresholds.{key} = {value!r} looks like a fraction",
+            f"thresholds are percentages: write {value * 100:g}, not {value!r}",
+        )
     if not 0 <= value <= 100:
-        hint = "thresholds are percentages: write 95, not 0.95" if 0 < value < 1 else None
-        raise RuleFileError(path, f"quality_thresholds.{key} = {value!r} is outside 0-100", hint)
+        raise RuleFileError(path, f"quality_thresholds.{key} = {value!r} is outside 0-100")
     return float(value)
 
 
@@ -180,7 +201,8 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         etype = item["expectation_type"]
         if etype not in SUPPORTED_EXPECTATIONS:
             raise RuleFileError(
-                path, f"{where}: unsupported expectation_type {etype!r}",
+                path,
+                f"{where}: unsupported expectation_type {etype!r}",
                 hint=f"supported: {', '.join(sorted(SUPPORTED_EXPECTATIONS))}",
             )
         kwargs = item.get("kwargs") or {}
@@ -193,14 +215,20 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         severity = str(meta.get("severity", "medium")).lower()
         if severity not in SEVERITIES:
             raise RuleFileError(
-                path, f"{where} ({etype}, column {kwargs.get('column')}): unknown severity {severity!r}",
+                path,
+                f"{where} ({etype}, column {kwargs.get('column')}): unknown severity {severity!r}",
                 hint=f"use one of {', '.join(SEVERITIES)}",
             )
         if "mostly" in kwargs:
             mostly = kwargs["mostly"]
-            if isinstance(mostly, bool) or not isinstance(mostly, (int, float)) or not 0 <= mostly <= 1:
+            if (
+                isinstance(mostly, bool)
+                or not isinstance(mostly, (int, float))
+                or not 0 <= mostly <= 1
+            ):
                 raise RuleFileError(
-                    path, f"{where} ({etype}, column {kwargs.get('column')}): mostly={mostly!r} must be a fraction 0-1",
+                    path,
+                    f"{where} ({etype}, column {kwargs.get('column')}): mostly={mostly!r} must be a fraction 0-1",
                     hint="GX's mostly is a fraction (0.95); thresholds elsewhere are percentages",
                 )
         expectations.append(Expectation(etype, kwargs, meta))
@@ -225,9 +253,11 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
 def load_rule_file(path: str | Path) -> RuleFile:
     path = Path(path)
     if not path.is_file():
-        raise RuleFileError(path, "does not exist", hint="run `python -m aims_nb_utils profile` to generate it")
+        raise RuleFileError(
+            path, "does not exist", hint="run `python -m aims_nb_utils profile` to generate it"
+        )
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_Loader)
     except yaml.YAMLError as exc:
         raise RuleFileError(path, f"is not valid YAML: {exc}") from None
     return parse_rule_file(raw, path)
@@ -244,12 +274,19 @@ def load_rules_dir(rules_dir: str | Path, tables: list[str] | None = None) -> di
     return found
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block-style YAML with lists indented like the legacy files."""
+class _Dumper(getattr(yaml, "CSafeDumper", yaml.SafeDumper)):  # type: ignore[misc]
+    """Block-style YAML (the legacy files' layout) with the safe representer only (libyaml)."""
 
 
 def dump_rule_file(rule_file: RuleFile) -> str:
-    return yaml.dump(rule_file.to_dict(), Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=120)
+    return yaml.dump(
+        rule_file.to_dict(),
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=120,
+    )
 
 
 def save_rule_file(rule_file: RuleFile, path: str | Path | None = None) -> Path:
@@ -300,8 +337,10 @@ def adjust_thresholds_text(text: str, new_values: dict[str, float]) -> str:
         body = "".join(lines)
         if body and not body.endswith("\n"):
             body += "\n"
-        return body + "quality_thresholds:\n" + "".join(
-            f"  {k}: {float(new_values[k])!r}\n" for k in missing
+        return (
+            body
+            + "quality_thresholds:\n"
+            + "".join(f"  {k}: {float(new_values[k])!r}\n" for k in missing)
         )
     insert = [f"{indent}{k}: {float(new_values[k])!r}\n" for k in missing]
     lines[header_index + 1 : header_index + 1] = insert
@@ -319,3 +358,118 @@ TYPE_PATTERNS: dict[str, str] = {
 }
 TRUE_STRINGS = frozenset({"-1", "1", "-1.0", "1.0", "Yes", "YES", "yes", "True", "true"})
 FALSE_STRINGS = frozenset({"0", "0.0", "No", "NO", "no", "False", "false"})
+
+
+# --- threshold management -------------------------------------------------------------------------
+# `adjust-thresholds` sets quality_thresholds.critical and .high to one percentage, and .medium /
+# .low only when asked. Only those numbers change in each file (rules.adjust_thresholds_text), so
+# comments, order and hand edits survive and a file already at the wanted values stays
+# byte-identical. The profiler's generated_rules_sha256 covers the expectations only, so adjusted
+# thresholds never make a generated file look hand-edited, and re-profiling carries them over.
+
+
+@dataclass
+class ThresholdChange:
+    """One rule file's thresholds before and after; ``diff`` is empty when nothing changed."""
+
+    table: str
+    path: Path
+    before: dict[str, float]
+    after: dict[str, float]
+    diff: str
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.diff)
+
+
+def threshold_values(
+    threshold: float,
+    medium: float | None = None,
+    low: float | None = None,
+    source: str = "argument",
+) -> dict[str, float]:
+    """The quality_thresholds keys to set: critical and high = ``threshold``; medium/low if given.
+
+    Values are percentages 0-100; a value between 0 and 1 is refused as a likely fraction.
+    """
+    from .errors import SettingsError
+
+    wanted = {"critical": threshold, "high": threshold, "medium": medium, "low": low}
+    values: dict[str, float] = {}
+    for key, value in wanted.items():
+        if value is None:
+            continue
+        name = "threshold" if key in ("critical", "high") else key
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise SettingsError(name, value, source, "expected a number (a percentage 0-100)")
+        if 0 < value < 1:
+            raise SettingsError(
+                name,
+                value,
+                source,
+                "looks like a fraction; thresholds are percentages 0-100",
+                hint=f"write {value * 100:g}, not {value:g}",
+            )
+        if not 0 <= value <= 100:
+            raise SettingsError(name, value, source, "must be a percentage between 0 and 100")
+        values[key] = float(value)
+    return values
+
+
+def adjust_thresholds(
+    rules_dir: str | Path,
+    values: dict[str, float],
+    tables: list[str] | None = None,
+    dry_run: bool = False,
+) -> list[ThresholdChange]:
+    """Set ``values`` in the quality_thresholds of every rule file (or of ``tables``).
+
+    Every file is read and its new text checked as a rule file before any is written, so a bad
+    file stops the run with nothing half-done. ``dry_run`` writes nothing; the returned changes
+    carry a unified diff per file either way.
+    """
+    import difflib
+
+    from .io import atomic_write_text
+
+    rules_dir = Path(rules_dir)
+    if tables:
+        paths = [rules_dir / f"{table}{RULE_FILE_SUFFIX}" for table in tables]
+        for path in paths:
+            if not path.is_file():
+                raise RuleFileError(
+                    path,
+                    "does not exist",
+                    hint="run `python -m aims_nb_utils profile --tables ...` first",
+                )
+    else:
+        paths = sorted(rules_dir.glob(f"*{RULE_FILE_SUFFIX}"))
+        if not paths:
+            raise RuleFileError(
+                rules_dir,
+                f"holds no *{RULE_FILE_SUFFIX} files",
+                hint="run `python -m aims_nb_utils profile` first, or pass --rules-dir",
+            )
+    planned: list[tuple[ThresholdChange, str]] = []
+    for path in paths:
+        text = path.read_text()
+        before = load_rule_file(path).quality_thresholds
+        new_text = adjust_thresholds_text(text, values)
+        after = parse_rule_file(yaml.load(new_text, Loader=_Loader), path).quality_thresholds
+        diff = "".join(
+            difflib.unified_diff(
+                text.splitlines(keepends=True),
+                new_text.splitlines(keepends=True),
+                fromfile=str(path),
+                tofile=f"{path} (adjusted)",
+            )
+        )
+        planned.append(
+            (ThresholdChange(table_from_rule_path(path), path, before, after, diff), new_text)
+        )
+    if not dry_run:
+        for change, new_text in planned:
+            if change.changed:
+                atomic_write_text(change.path, new_text)
+    return [change for change, _ in planned]

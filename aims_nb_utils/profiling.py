@@ -1,0 +1,1479 @@
+"""Profiling: one pass over every Bronze table, written out as reviewable, calibrated rule files.
+
+Great Expectations 1.x has no profiler, and the legacy one learned rules from a sample and read
+placeholders ('None', 'NaT', ' ') as real values. This module reads ALL rows (``sample_size`` only
+when asked), column by column with ``pyarrow.compute`` and numpy (no per-row Python), treats
+``settings.null_placeholders`` as null, and writes ``settings.paths.rule_file(table)`` in the
+legacy layout (validation_name, description, generated_at, data_source, quality_thresholds,
+expectations).
+
+How rules are calibrated (what a reviewer can rely on)
+------------------------------------------------------
+* ``mostly`` = observed share of rows the rule accepts, minus ``settings.null_tolerance``
+  percentage points, floored to 4 decimals and never above 1 (not-null: share of all rows; other
+  column rules: share of non-null rows, as GX counts them). So re-validating the profiled data
+  always passes, and a drop that is ``null_tolerance`` points worse fails. With tolerance 0 a rule
+  that held on every row gets no ``mostly`` (strict); with the default tolerance of 2 it gets
+  0.98. A rule whose ``mostly`` would be 0 or less (a not-null rule on a column null on nearly
+  every row) is not written: it could never fail.
+* ``meta.quarantine`` is true where a broken rule means a defective row. Not-null rules quarantine
+  only when the column was below 1 % null when profiled; a genuinely sparse column keeps its rows.
+* Learned bounds ignore injected-looking outliers. A category value seen in far fewer rows than
+  the others is left out of the value set and listed in ``meta.observed_excluded_values`` for
+  review: under 0.1 % of the non-null rows of a column with at least 1,000 of them, 20 times
+  rarer than the rarest ordinary value, or not in the published spec's value set and under
+  1 % (see ``rare_values``). A text length more than twice the 99th percentile length (of at
+  least 200 values) is left out of the length bound. Both show up in the rule's ``mostly``.
+* Types: a text-stored column whose non-null values match ``rules.TYPE_PATTERNS[t]`` for at least
+  99 % of them gets an ``expect_column_values_to_match_regex`` rule with ``meta.value_type = t``
+  (tried in the order integer, boolean, decimal, date; an integer column whose values are only
+  -1/0/1 with a -1 among them is boolean, the AIMS flag convention). Integer and decimal columns
+  that are not keys (name not ending in ID) get a value range of their conforming values.
+* Keys: the ID column, and any other column named ``*ID`` that is unique on at least 99 % of its
+  non-null rows, get a uniqueness rule (values canonicalised: '13000015.0' == '13000015').
+* Referential integrity is discovered from the data: an integer column named ``*ID`` (not the
+  table's own ID; the name keeps a LEVELS column of 1-6 from "referencing" a table whose IDs are
+  1-10) with at least 2 distinct values that are IDs of one table, covering at least 99 % of its
+  distinct values or of its rows, gets ``expect_column_values_to_be_in_set`` with kwargs
+  ``{column}`` (plus ``mostly``) and ``meta.reference = {table: parent, column: ID}``;
+  validation fills the value set from the parent's Bronze file at run time. The parent may be
+  the table itself (PARENTID). Parent ID sets come from every Bronze table, profiled or not.
+* Severities: structure (row count, column exists) critical and column count high (as the legacy
+  files: an added column is drift, a missing one is caught by the critical exists rule); keys,
+  uniqueness and references high; not-null medium (high for ID); type conformance and value sets
+  medium; lengths and ranges low.
+* An empty table gets a file that says so (``data_source.empty_table: true``, ``profiled_rows:
+  0``), the columns that exist, the column count and a row-count rule with minimum 0, and no rule
+  learned from nothing.
+* Generation timestamps aside, profiling the same data twice writes identical files.
+
+Hand-edited files are never overwritten silently
+------------------------------------------------
+Each written file carries ``generated_rules_sha256``, the hash of its expectations as written.
+Re-profiling regenerates a file only when every rule still carries ``meta.generated_by:
+aims_nb_utils.profiling`` and the hash still matches, i.e. nobody changed a rule since; its
+``quality_thresholds`` (e.g. set by ``adjust-thresholds``) are carried over. Any other existing
+file (edited, hand-written, legacy, unreadable) is kept and reported in ``ProfileRun.kept``
+unless ``force=True``, which first copies it to ``<file>.bak-<timestamp>`` (its thresholds, if
+readable, are carried over too).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import multiprocessing
+import re
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from .errors import AimsError, BronzeReadError, RuleFileError
+from .io import list_bronze_tables, read_bronze, validate_table_name
+from .rules import (
+    DEFAULT_QUALITY_THRESHOLDS,
+    GENERATED_MARKER,
+    GENERATOR_NAME,
+    TYPE_PATTERNS,
+    Expectation,
+    RuleFile,
+    dump_rule_file,
+    load_rule_file,
+    save_rule_file,
+)
+from .settings import Settings
+from .spec import get_table
+
+TYPE_ORDER = ("integer", "boolean", "decimal", "date")  # tried in this order; else "text"
+INFERRED_TYPES = (*TYPE_ORDER, "text")
+TYPE_CONFORMANCE_MIN = 0.99  # share of non-null values a type must match to be inferred
+KEY_UNIQUE_MIN = 0.99  # share of non-null rows that must be unique for a *ID column to be a key
+FK_CONTAINMENT_MIN = 0.99  # share of a column's distinct values (or rows) that are parent IDs
+FK_MIN_DISTINCT = 2
+QUARANTINE_NULL_MAX_PERCENT = 1.0  # nulls are defects only in columns (almost) never null
+RARE_MIN_ROWS = 1000  # the plain rare-value rule needs this many non-null rows to mean something
+RARE_SHARE = 0.001  # ... then values in fewer than 0.1 % of the non-null rows are likely defects
+GAP_SHARE = 0.005  # in any column: a value in at most 0.5 % of the rows ...
+GAP_FACTOR = 20  # ... and 20x rarer than the rarest ordinary value is likely a defect
+UNPUBLISHED_SHARE = 0.01  # a value the published spec does not list, in < 1 % of the rows
+OUTLIER_MIN_VALUES = 200  # fewer values than this say too little about a length distribution
+CATEGORY_MAX_VALUES = 50  # most distinct values an in-set rule lists
+CATEGORY_MIN_ROWS_PER_VALUE = 5  # a value set needs on average this many rows per value
+VALUE_COUNTS_MAX = 200  # keep the full value counts of columns with at most this many values
+TOP_VALUES = 10
+LENGTH_PERCENTILE = 0.99
+LENGTH_OUTLIER_FACTOR = 2
+WHOLE_TABLE_ROWS = 50_000  # smaller tables are read in one call, larger ones per column
+PROBE_ROWS = 16_384  # rows used to choose the counting strategy (never to compute a result)
+PROBE_DISTINCT_SHARE = 0.2  # counted (hashed) when at most this share of the probe is distinct
+FILL_MAX_MEAN_LENGTH = 24  # short values: fill nulls once rather than per kernel result
+DICTIONARY_DISTINCT_SHARE = 0.5  # read dictionary-encoded (parquet's own dictionary) up to this
+FIRST_SLICE_ROWS = 16_384  # type checks run on doubling slices and stop once 99 % is lost
+MAX_SLICE_ROWS = 1 << 20
+MOSTLY_DECIMALS = 4
+HASH_KEY = "generated_rules_sha256"
+_NUMERIC_EXACT = 2**53
+
+
+@dataclass
+class ForeignKeyMatch:
+    """What discovery observed for one child column against its parent's IDs."""
+
+    parent_table: str
+    parent_column: str
+    distinct_contained_percent: float
+    orphan_rows: int  # non-null rows whose value is not a parent ID (non-integer text included)
+
+
+@dataclass
+class ColumnProfile:
+    """Figures of one column over the profiled rows; percentages are 0-100.
+
+    ``type_conformance`` is the percentage of non-null values matching
+    ``rules.TYPE_PATTERNS[inferred_type]`` (None for text). ``distinct_count`` is exact (canonical
+    for integer columns) or None for high-cardinality text where counting would cost a hash of
+    every value and no rule needs it.
+    """
+
+    name: str
+    rows: int
+    null_count: int
+    null_percent: float
+    distinct_count: int | None
+    min_length: int | None
+    max_length: int | None
+    inferred_type: str
+    type_conformance: float | None
+    top_values: list[tuple[str, int]]
+    numeric_min: float | None = None
+    numeric_max: float | None = None
+    length_bound: int | None = None
+    length_outliers: int = 0
+    value_counts: list[tuple[str, int]] | None = None
+    duplicate_rows: int | None = None
+    nonconforming_rows: int = 0
+    foreign_key: ForeignKeyMatch | None = None
+    canonical_ids: np.ndarray | None = field(default=None, repr=False, compare=False)
+    canonical_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def nonnull_count(self) -> int:
+        return self.rows - self.null_count
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Workers send profiles back by pickle: canonical IDs travel delta-encoded (4-8x less)."""
+        state = self.__dict__.copy()
+        ids, counts = state.pop("canonical_ids"), state.pop("canonical_counts")
+        packable = ids is not None and counts is not None and ids.size > 0
+        state["_packed_ids"] = _pack_ids(ids, counts) if packable else None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        packed = state.pop("_packed_ids", None)
+        self.__dict__.update(state)
+        self.canonical_ids, self.canonical_counts = (
+            (None, None) if packed is None else _unpack_ids(*packed)
+        )
+
+
+def _smallest(values: np.ndarray) -> np.ndarray:
+    top = int(values.max()) if values.size else 0
+    for dtype in (np.uint8, np.uint16, np.uint32):
+        if top <= np.iinfo(dtype).max:
+            return values.astype(dtype)
+    return values
+
+
+def _pack_ids(ids: np.ndarray, counts: np.ndarray) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """(first ID, deltas, counts or None when all 1) in the smallest unsigned types."""
+    counts_packed = None if bool((counts == 1).all()) else _smallest(counts)
+    return int(ids[0]), _smallest(np.diff(ids)), counts_packed
+
+
+def _unpack_ids(
+    first: int, deltas: np.ndarray, counts: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    ids = np.concatenate(([first], first + np.cumsum(deltas, dtype=np.int64))).astype(np.int64)
+    counts = np.ones(ids.size, dtype=np.int64) if counts is None else counts.astype(np.int64)
+    return ids, counts
+
+
+@dataclass
+class TableProfile:
+    table: str
+    rows: int
+    columns: list[ColumnProfile]
+    seconds: float
+    empty: bool
+    error: str | None = None
+    path: str = ""
+    total_rows: int = 0  # rows in the file (differs from ``rows`` only when sampled)
+    sampled: bool = False
+
+    def column(self, name: str) -> ColumnProfile:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(f"{self.table} has no column {name!r}")
+
+
+@dataclass
+class ProfileRun:
+    run_id: str
+    tables: dict[str, TableProfile]
+    written: list[Path]
+    kept: list[Path]
+    errors: dict[str, str]
+    seconds: float
+    # Files whose regenerated content equals what is on disk: left untouched (byte-stable), so
+    # a re-run on unchanged data does not look like a rules change to ingestion's fingerprints.
+    unchanged: list[Path] = field(default_factory=list)
+    rule_files: dict[str, RuleFile] = field(default_factory=dict)
+    kept_reasons: dict[str, str] = field(default_factory=dict)
+    backups: list[Path] = field(default_factory=list)
+    foreign_keys: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        """Phase status: failed when any table could not be profiled."""
+        return "failed" if self.errors else "success"
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _bronze_layout(settings: Settings, table: str) -> tuple[Path, list[str], int]:
+    """(path, column names, rows) from the parquet footer; a truncated file fails here."""
+    validate_table_name(table)
+    path = settings.paths.bronze_file(table)
+    if not path.is_file():
+        raise BronzeReadError(
+            table, path, "file not found", hint="check AIMS_BRONZE_DIR or run `make init`"
+        )
+    try:
+        meta = pq.read_metadata(path)
+        names = list(meta.schema.to_arrow_schema().names)
+    except (OSError, pa.ArrowException) as exc:
+        raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
+    return path, names, int(meta.num_rows)
+
+
+def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Bronze is text; a typed column (a newer export) is profiled through its text form."""
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    if pa.types.is_dictionary(column.type) and _is_text(column.type.value_type):
+        return column  # counted from parquet's own dictionary, never materialised
+    return pc.cast(column, pa.large_string())
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
+# --- column profiling -------------------------------------------------------------------------
+
+
+def _to_bool(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Arrow boolean -> numpy bool with nulls as False."""
+    if values.null_count:
+        values = pc.fill_null(values, False)
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _to_int(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if values.null_count:
+        values = pc.fill_null(values, 0)
+    return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+class _Values:
+    """One column as the profiler sees it: values, which of them are non-null, their lengths.
+
+    For low/moderate cardinality columns ``values`` are the distinct values and ``weights`` their
+    row counts (one hash pass, then everything is computed on the distinct values); otherwise
+    ``values`` are the rows themselves and ``weights`` is None. ``keep`` marks the non-null
+    values (placeholders are null). Every figure is a weighted sum over ``keep``, so both
+    strategies give identical results, and nothing is copied to drop the nulls.
+    """
+
+    def __init__(
+        self,
+        values: pa.ChunkedArray | pa.Array,
+        weights: np.ndarray | None,
+        keep: np.ndarray,
+        lengths: np.ndarray,
+    ) -> None:
+        self.values = values
+        self.weights = weights
+        self.keep = keep
+        self.lengths = lengths
+        self.size = len(values)
+        self.total = self.weight(keep)
+
+    def weight(self, mask: np.ndarray) -> int:
+        if self.weights is None:
+            return int(np.count_nonzero(mask))
+        return int(self.weights[mask].sum())
+
+    def select(self, mask: np.ndarray) -> tuple[pa.ChunkedArray | pa.Array, np.ndarray | None]:
+        """The values under ``mask`` (no copy when that is every value) and their weights."""
+        weights = None if self.weights is None else self.weights[mask]
+        if mask.all():
+            return self.values, weights
+        return self.values.take(pa.array(np.flatnonzero(mask))), weights
+
+
+def _repeats(column: pa.ChunkedArray | pa.Array, share: float = PROBE_DISTINCT_SHARE) -> bool:
+    """Whether values repeat enough for counting them to pay, judged from the first rows.
+
+    Only the strategy is chosen this way; every figure is computed on all rows either way.
+    """
+    probe = column.slice(0, min(len(column), PROBE_ROWS))
+    return len(column) > 0 and len(pc.unique(probe)) <= max(VALUE_COUNTS_MAX, len(probe) * share)
+
+
+def _dictionary_counts(column: pa.ChunkedArray) -> tuple[pa.Array, np.ndarray]:
+    """Distinct values and row counts of a dictionary-encoded column (nulls as one null entry).
+
+    Each parquet row group brings its own dictionary: indices are counted per chunk with a
+    bincount, then equal values of different chunks are added up.
+    """
+    dictionaries, counts, nulls = [], [], 0
+    for chunk in column.chunks:
+        nulls += chunk.null_count
+        indices = _to_int(chunk.indices) if chunk.null_count == 0 else None
+        if indices is None:
+            valid = _to_bool(pc.is_valid(chunk.indices))
+            indices = _to_int(chunk.indices)[valid]
+        dictionaries.append(chunk.dictionary)
+        counts.append(np.bincount(indices, minlength=len(chunk.dictionary)))
+    if not dictionaries:
+        return pa.array([], pa.large_string()), np.zeros(0, dtype=np.int64)
+    merged = pa.concat_arrays([d.cast(pa.large_string()) for d in dictionaries])
+    distinct = pc.unique(merged)
+    position = _to_int(pc.index_in(merged, value_set=distinct))
+    totals = np.bincount(position, weights=np.concatenate(counts), minlength=len(distinct))
+    totals = np.rint(totals).astype(np.int64)
+    used = totals > 0  # a dictionary may hold values no row uses
+    if not used.all():
+        distinct, totals = distinct.filter(pa.array(used)), totals[used]
+    if nulls:
+        distinct = pa.concat_arrays([distinct, pa.nulls(1, pa.large_string())])
+        totals = np.append(totals, nulls)
+    return distinct, totals
+
+
+def _split_nulls(column: pa.ChunkedArray, placeholders: pa.Array) -> tuple[_Values, bool]:
+    """The column as :class:`_Values` (placeholders are null) and whether values were counted.
+
+    Dictionary-encoded columns (read that way when values repeat) and columns whose values
+    repeat are counted; other columns are profiled row by row. Placeholders are looked up only
+    among values no longer than the longest placeholder, found from lengths needed anyway.
+    """
+    if pa.types.is_dictionary(column.type):
+        values, weights = _dictionary_counts(column)
+        counted = True
+    elif _repeats(column):
+        vc = pc.value_counts(column)
+        values = vc.field("values")
+        weights = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        counted = True
+    else:
+        values, weights, counted = column, None, False
+    lengths = _to_int(pc.utf8_length(values))
+    keep = _to_bool(pc.is_valid(values))
+    longest = max((len(p.as_py()) for p in placeholders), default=-1)
+    candidates = np.flatnonzero(keep & (lengths <= longest))
+    if candidates.size:
+        hits = _to_bool(pc.is_in(values.take(pa.array(candidates)), value_set=placeholders))
+        keep[candidates[hits]] = False
+    if counted:  # distinct values are few: drop the nulls for good
+        values = values.filter(pa.array(keep))
+        weights, lengths = weights[keep], lengths[keep]
+        keep = np.ones(len(values), dtype=bool)
+    elif values.null_count and lengths.mean() <= FILL_MAX_MEAN_LENGTH:
+        # One copy with '' for real nulls (``keep`` already says they are null) spares every
+        # later kernel result its own null handling; not worth it for long free text.
+        values = pc.fill_null(values, "")
+    return _Values(values, weights, keep, lengths), counted
+
+
+def _regex(values: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
+    return _to_bool(pc.match_substring_regex(values, pattern))
+
+
+def _match_integer(values: pa.Array | pa.ChunkedArray, candidates: np.ndarray) -> np.ndarray:
+    """Which ``candidates`` (indices) match the integer pattern: '.0' endings without a regex."""
+    sub = values.take(pa.array(candidates))
+    dotzero = _to_bool(pc.ends_with(sub, ".0")) & _to_bool(
+        pc.ascii_is_decimal(pc.utf8_slice_codeunits(sub, 0, -2))
+    )
+    matched = dotzero.copy()
+    rest = np.flatnonzero(~dotzero)
+    if rest.size:
+        matched[rest] = _regex(sub.take(pa.array(rest)), TYPE_PATTERNS["integer"])
+    return matched
+
+
+def _slices(size: int) -> Iterator[tuple[int, int]]:
+    """Doubling slices (16k, 32k, ... 1M rows): a wrong type is rejected after the first."""
+    start, step = 0, FIRST_SLICE_ROWS
+    while start < size:
+        stop = min(size, start + step)
+        yield start, stop
+        start, step = stop, min(2 * step, MAX_SLICE_ROWS)
+
+
+def _integer_slice(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Which values match the integer pattern, with no regex for the common cases.
+
+    Plain digit strings match; of the rest only values ending in '0' or starting with '-' can
+    ('13000015.0', '-5'), and only those are looked at further.
+    """
+    matched = _to_bool(pc.ascii_is_decimal(values))
+    unknown = np.flatnonzero(~matched)
+    if unknown.size:
+        sub = values.take(pa.array(unknown))
+        possible = _to_bool(pc.ends_with(sub, "0")) | _to_bool(pc.starts_with(sub, "-"))
+        candidates = np.flatnonzero(possible)
+        if candidates.size:
+            matched[unknown[candidates]] = _match_integer(sub, candidates)
+    return matched
+
+
+def _conforming(values: _Values, vtype: str) -> np.ndarray | None:
+    """Mask of non-null values matching ``rules.TYPE_PATTERNS[vtype]``, or None when fewer than
+    99 % do.
+
+    Exact on every value, never sampled, but it stops as soon as the misses exceed 1 %: a
+    length test rejects most wrong boolean/date columns without a regex, and the checks run
+    on doubling slices, so a text column is rejected after its first 16k values.
+    """
+    allowed_miss = math.floor(values.total * (1 - TYPE_CONFORMANCE_MIN) + 1e-9)
+    if vtype == "boolean":  # 'False' is the longest boolean word
+        if values.weight(values.keep & (values.lengths > 5)) > allowed_miss:
+            return None
+    if vtype == "date":  # '2021-01-01' is the shortest date
+        if values.weight(values.keep & (values.lengths < 10)) > allowed_miss:
+            return None
+    pattern = TYPE_PATTERNS[vtype]
+    missed = 0
+    parts = []
+    for start, stop in _slices(values.size):
+        chunk = values.values.slice(start, stop - start)
+        if vtype == "integer":
+            mask = _integer_slice(chunk)
+        else:
+            mask = _regex(chunk, pattern)
+        keep = values.keep[start:stop]
+        mask &= keep
+        miss = keep & ~mask
+        if values.weights is None:
+            missed += int(np.count_nonzero(miss))
+        else:
+            missed += int(values.weights[start:stop][miss].sum())
+        if missed > allowed_miss:
+            return None
+        parts.append(mask)
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=bool)
+
+
+def _to_float(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    try:
+        return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
+    except pa.ArrowException:  # a form the regex allows but Arrow's parser does not ('5.')
+        return np.array([float(v) for v in values.to_pylist()], dtype=float)
+
+
+def _canonical_ints(floats: np.ndarray, values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
+    """Integer values of conforming integer text; None when they do not fit int64."""
+    if floats.size == 0 or np.abs(floats).max() < _NUMERIC_EXACT:
+        return floats.astype(np.int64)
+    try:
+        stripped = pc.replace_substring_regex(values, r"\.0+$", "")
+        return np.asarray(pc.cast(stripped, pa.int64()).to_numpy(zero_copy_only=False))
+    except pa.ArrowException:
+        return None
+
+
+def _sorted_counts(ints: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(ints)
+    ordered = ints[order]
+    starts = np.concatenate(([0], np.flatnonzero(np.diff(ordered)) + 1))
+    if weights is None:
+        counts = np.diff(np.append(starts, ordered.size))
+    else:
+        counts = np.add.reduceat(weights[order], starts)
+    return ordered[starts], np.asarray(counts, dtype=np.int64)
+
+
+def _distinct_with_counts(
+    ints: np.ndarray, weights: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct values with their row counts, in linear time for ID-like columns.
+
+    IDs usually arrive sorted (one pass finds the runs); repeating codes are hashed; otherwise
+    IDs fill a dense range, so values within the range of the bulk (99 %) of a stride of 4,096
+    of them are counted with a bincount and the few outside it (orphans such as 99900001, stray
+    zeros) are sorted.
+    Exact whatever the data: the stride only decides which method counts which value.
+    """
+    if ints.size == 0:
+        return ints, np.zeros(0, dtype=np.int64)
+    if weights is None and bool((ints[1:] >= ints[:-1]).all()):
+        starts = np.concatenate(([0], np.flatnonzero(ints[1:] != ints[:-1]) + 1))
+        return ints[starts], np.diff(np.append(starts, ints.size)).astype(np.int64)
+    stride = ints[:: max(1, ints.size // 4096)]
+    if weights is None and np.unique(stride).size * 2 <= stride.size:
+        # Values repeat (a code, a class): hashing them and sorting the few distinct is cheapest.
+        counted = pc.value_counts(pa.array(ints))
+        values = np.asarray(counted.field("values").to_numpy(zero_copy_only=False))
+        order = np.argsort(values, kind="stable")
+        counts = np.asarray(counted.field("counts").to_numpy(zero_copy_only=False))
+        return values[order].astype(np.int64), counts[order].astype(np.int64)
+    # The window spans the bulk of the stride, so a few orphans (99900001) cannot widen it.
+    lo, hi = (int(v) for v in np.quantile(stride, [0.005, 0.995], method="nearest"))
+    hi += 1
+    if hi - lo > 8 * ints.size + (1 << 16):  # sparse values: a sort is cheaper than the bins
+        return _sorted_counts(ints, weights)
+    span = hi - lo
+    inside = (ints >= lo) & (ints < hi)
+    # Values outside the window go to one extra bin (span) instead of being filtered out.
+    bins = np.where(inside, ints - lo, span)
+    counted = np.bincount(bins, weights=weights, minlength=span + 1)[:span]
+    present = np.flatnonzero(counted)
+    middle = (present + lo, np.rint(counted[present]).astype(np.int64))
+    pieces = []
+    for mask in (ints < lo, None, ints >= hi):
+        if mask is None:
+            pieces.append(middle)
+        elif mask.any():
+            pieces.append(_sorted_counts(ints[mask], None if weights is None else weights[mask]))
+    ids = np.concatenate([p[0] for p in pieces]).astype(np.int64)
+    counts = np.concatenate([p[1] for p in pieces]).astype(np.int64)
+    return ids, counts
+
+
+def _length_histogram(values: _Values) -> np.ndarray:
+    lengths = values.lengths[values.keep]
+    if values.weights is None:
+        return np.bincount(lengths)
+    return np.rint(np.bincount(lengths, weights=values.weights[values.keep])).astype(np.int64)
+
+
+def _robust_length_bound(hist: np.ndarray) -> tuple[int, int]:
+    """(max length learned, rows above it).
+
+    A length more than twice the 99th percentile length is an outlier (a paste, a concatenation
+    gone wrong) and is not learned; the bound is the longest of the rest. The percentile is the
+    'lower' one, so up to 1 % of injected values cannot drag it up. Below 200 values nothing is
+    called an outlier: the percentile of a handful of values is one of them.
+    """
+    cumulative = np.cumsum(hist)
+    total = int(cumulative[-1])
+    present = np.flatnonzero(hist)
+    if total < OUTLIER_MIN_VALUES:
+        return int(present[-1]), 0
+    rank = math.floor(LENGTH_PERCENTILE * (total - 1))  # 0-based rank of the percentile value
+    percentile = int(np.searchsorted(cumulative, rank + 1))
+    inliers = present[present <= LENGTH_OUTLIER_FACTOR * percentile]
+    bound = int(inliers[-1]) if inliers.size else int(present[-1])
+    return bound, total - int(cumulative[bound])
+
+
+def _is_key_name(name: str) -> bool:
+    return name.upper().endswith("ID")
+
+
+def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) -> ColumnProfile:
+    rows = len(column)
+    values, counted = _split_nulls(_as_text(column), placeholders)
+    nonnull = values.total
+    profile = ColumnProfile(
+        name=name,
+        rows=rows,
+        null_count=rows - nonnull,
+        null_percent=_percent(rows - nonnull, rows),
+        distinct_count=values.size if counted else None,
+        min_length=None,
+        max_length=None,
+        inferred_type="text",
+        type_conformance=None,
+        top_values=[],
+    )
+    if nonnull == 0:
+        profile.distinct_count = 0
+        return profile
+
+    hist = _length_histogram(values)
+    present = np.flatnonzero(hist)
+    profile.min_length, profile.max_length = int(present[0]), int(present[-1])
+    profile.length_bound, profile.length_outliers = _robust_length_bound(hist)
+
+    if counted:
+        weights = values.weights
+        order = sorted(
+            zip(values.values.to_pylist(), weights.tolist(), strict=True),
+            key=lambda item: (-item[1], item[0]),
+        )
+        profile.top_values = [(v, int(c)) for v, c in order[:TOP_VALUES]]
+        if values.size <= VALUE_COUNTS_MAX:
+            profile.value_counts = [(v, int(c)) for v, c in order]
+        profile.duplicate_rows = int(weights[weights > 1].sum())
+
+    conform = None
+    for vtype in TYPE_ORDER:
+        conform = _conforming(values, vtype)
+        if conform is not None:
+            profile.inferred_type = vtype
+            break
+    if conform is None:
+        if not counted and _is_key_name(name):
+            _count_text_keys(profile, values)
+        return profile
+
+    matched_rows = values.weight(conform)
+    profile.nonconforming_rows = nonnull - matched_rows
+    profile.type_conformance = _percent(matched_rows, nonnull)
+    if profile.inferred_type in ("integer", "decimal"):
+        _numeric_figures(profile, values, conform)
+    return profile
+
+
+def _numeric_figures(profile: ColumnProfile, values: _Values, conform: np.ndarray) -> None:
+    """Range of the conforming values; for integers also the canonical distinct IDs."""
+    selected, weights = values.select(conform)
+    floats = _to_float(selected)
+    if floats.size:
+        profile.numeric_min, profile.numeric_max = float(floats.min()), float(floats.max())
+    if profile.inferred_type != "integer":
+        return
+    ints = _canonical_ints(floats, selected)
+    if ints is None:
+        return
+    ids, counts = _distinct_with_counts(ints, weights)
+    profile.canonical_ids, profile.canonical_counts = ids, counts
+    profile.duplicate_rows = int(counts[counts > 1].sum())
+    extra = 0
+    if profile.nonconforming_rows:
+        odd, _ = values.select(values.keep & ~conform)
+        extra = len(pc.unique(odd))
+    profile.distinct_count = int(ids.size) + extra
+    if _is_flag(ids):
+        flags = _conforming(values, "boolean")
+        if flags is not None:
+            profile.inferred_type = "boolean"
+            matched_rows = values.weight(flags)
+            profile.nonconforming_rows = values.total - matched_rows
+            profile.type_conformance = _percent(matched_rows, values.total)
+            profile.numeric_min = profile.numeric_max = None
+
+
+def _is_flag(ids: np.ndarray) -> bool:
+    """AIMS stores flags as 0/-1: an integer column of only -1/0/1 with a -1 is boolean."""
+    return 0 < ids.size <= 3 and bool(np.isin(ids, (-1, 0, 1)).all()) and bool((ids == -1).any())
+
+
+def _count_text_keys(profile: ColumnProfile, values: _Values) -> None:
+    """Distinct and duplicate counts of a high-cardinality text key (one hash pass)."""
+    selected, _ = values.select(values.keep)
+    counts = np.asarray(pc.value_counts(selected).field("counts").to_numpy(zero_copy_only=False))
+    profile.distinct_count = int(counts.size)
+    profile.duplicate_rows = int(counts[counts > 1].sum())
+
+
+def _percent(part: int, whole: int) -> float:
+    return round(100.0 * part / whole, 4) if whole else 0.0
+
+
+def _columns(
+    settings: Settings, table: str, names: list[str], sample_size: int | None, whole: bool
+) -> Iterator[tuple[str, pa.ChunkedArray]]:
+    """Columns in file order: small tables in one read, large ones one column at a time.
+
+    A large table's column whose first row group shows repeating values is read
+    dictionary-encoded: Arrow then hands over parquet's own dictionary and indices, so the
+    strings are neither materialised nor hashed again (5-10x cheaper than a plain read and a
+    value count).
+    """
+    bronze = settings.paths.bronze
+    if whole:
+        data = read_bronze(bronze, table, sample_size=sample_size)
+        for name in names:
+            yield name, data.column(name)
+        return
+    path = settings.paths.bronze_file(table)
+    try:
+        plain = pq.ParquetFile(path)
+        for name in names:
+            batches = plain.iter_batches(batch_size=PROBE_ROWS, row_groups=[0], columns=[name])
+            first = next(batches).column(0)  # decodes the first pages only
+            if _is_text(first.type) and _repeats(first, DICTIONARY_DISTINCT_SHARE):
+                encoded = pq.ParquetFile(path, read_dictionary=[name])
+                yield name, encoded.read(columns=[name]).column(0)
+            else:
+                yield name, plain.read(columns=[name]).column(0)
+    except (OSError, pa.ArrowException) as exc:
+        raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
+
+
+def profile_table(settings: Settings, table: str, sample_size: int | None = None) -> TableProfile:
+    """Profile one Bronze table on all rows (first ``sample_size`` rows only when given).
+
+    Wide, large tables are read one column at a time so memory stays at one column. Raises
+    BronzeReadError (naming the file) when the file cannot be read.
+    """
+    started = time.perf_counter()
+    path, names, total_rows = _bronze_layout(settings, table)
+    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
+    rows = total_rows if sample_size is None else min(total_rows, sample_size)
+    whole = sample_size is not None or total_rows <= WHOLE_TABLE_ROWS
+    columns = [
+        _profile_column(name, data, placeholders)
+        for name, data in _columns(settings, table, names, sample_size, whole)
+    ]
+    return TableProfile(
+        table=table,
+        rows=rows,
+        columns=columns,
+        seconds=round(time.perf_counter() - started, 3),
+        empty=rows == 0,
+        path=str(path),
+        total_rows=total_rows,
+        sampled=sample_size is not None and sample_size < total_rows,
+    )
+
+
+# --- foreign keys -----------------------------------------------------------------------------
+
+
+def _parent_ids(profile: TableProfile) -> np.ndarray | None:
+    try:
+        col = profile.column("ID")
+    except KeyError:
+        return None
+    if col.canonical_ids is None or col.canonical_ids.size == 0:
+        return None
+    return col.canonical_ids
+
+
+def _load_parent_ids(settings: Settings, table: str) -> np.ndarray | None:
+    """ID set of a table that was not profiled in this run (only its ID column is read)."""
+    try:
+        _, names, _ = _bronze_layout(settings, table)
+        if "ID" not in names:
+            return None
+        data = read_bronze(settings.paths.bronze, table, columns=["ID"])
+    except AimsError:
+        return None  # an unreadable parent offers no IDs; its own profiling reports the error
+    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
+    col = _profile_column("ID", data.column(0), placeholders)
+    return col.canonical_ids if col.canonical_ids is not None and col.canonical_ids.size else None
+
+
+def _name_hint(column: str, parent: str) -> bool:
+    """PHASEID -> aims_phases: used only to break ties between equally good parents."""
+    stem = column.upper().removesuffix("ID").lower()
+    return bool(stem) and stem in parent.lower().removeprefix("aims_")
+
+
+def _contained(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(parent, child)
+    pos[pos >= parent.size] = parent.size - 1
+    return parent[pos] == child
+
+
+def discover_foreign_keys(
+    profiles: dict[str, TableProfile], settings: Settings
+) -> dict[tuple[str, str], tuple[str, str]]:
+    """(child table, column) -> (parent table, 'ID') for references found in the data.
+
+    A child is an integer column named ``*ID`` other than its table's ID with at least 2
+    distinct values that are parent IDs, where at least 99 % of its distinct canonical values
+    ('13000015.0' == '13000015') or at least 99 % of its non-null rows are IDs of the parent
+    (which may be its own table: PARENTID). The row criterion
+    matters for low-cardinality references: one orphan among five phase IDs is 83 % of the
+    distinct values but a fraction of a percent of the rows. Each table's ID set is built once
+    (tables outside ``profiles`` have only their ID column read) and a child is compared only
+    with parents whose ID range overlaps its own, which AIMS' disjoint ID ranges make one or two.
+    Matched child ColumnProfiles are annotated with ``foreign_key`` (what was observed) so rule
+    suggestion can calibrate ``mostly``.
+    """
+    parents: dict[str, np.ndarray] = {}
+    for table in list_bronze_tables(settings.paths.bronze):
+        # A sampled profile holds only some IDs: read the whole ID column, as validation will.
+        profile = profiles.get(table)
+        sampled = profile is None or profile.sampled
+        ids = _load_parent_ids(settings, table) if sampled else _parent_ids(profile)
+        if ids is not None:
+            parents[table] = ids
+    ranges = {t: (int(ids[0]), int(ids[-1])) for t, ids in parents.items()}
+
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    for table, profile in sorted(profiles.items()):
+        for col in profile.columns:
+            col.foreign_key = None
+            match = _match_parent(table, col, parents, ranges)
+            if match is not None:
+                col.foreign_key = match
+                found[(table, col.name)] = (match.parent_table, match.parent_column)
+    return found
+
+
+def _match_parent(
+    table: str,
+    col: ColumnProfile,
+    parents: dict[str, np.ndarray],
+    ranges: dict[str, tuple[int, int]],
+) -> ForeignKeyMatch | None:
+    ids, counts = col.canonical_ids, col.canonical_counts
+    if col.name == "ID" or not _is_key_name(col.name) or col.inferred_type != "integer":
+        return None
+    if ids is None or counts is None or ids.size < FK_MIN_DISTINCT:
+        return None
+    nonnull = col.nonnull_count
+    cumulative = np.concatenate(([0], np.cumsum(counts)))
+    candidates = []
+    for parent, parent_ids in parents.items():
+        # Only the child's values inside the parent's ID range can be parent IDs: two binary
+        # searches rule out a parent before any value is looked up.
+        plo, phi = ranges[parent]
+        first = int(np.searchsorted(ids, plo, side="left"))
+        last = int(np.searchsorted(ids, phi, side="right"))
+        in_range, rows_in_range = last - first, int(cumulative[last] - cumulative[first])
+        if in_range < FK_MIN_DISTINCT or (
+            in_range < FK_CONTAINMENT_MIN * ids.size
+            and rows_in_range < FK_CONTAINMENT_MIN * nonnull
+        ):
+            continue
+        inside = _contained(ids[first:last], parent_ids)
+        hits = int(np.count_nonzero(inside))
+        contained_rows = int(counts[first:last][inside].sum())
+        if hits < FK_MIN_DISTINCT:
+            continue
+        if hits < FK_CONTAINMENT_MIN * ids.size and contained_rows < FK_CONTAINMENT_MIN * nonnull:
+            continue
+        # Best: most rows contained, then a parent named like the column, then by name.
+        key = (-contained_rows, -int(_name_hint(col.name, parent)), parent)
+        match = ForeignKeyMatch(
+            parent, "ID", _percent(hits, int(ids.size)), nonnull - contained_rows
+        )
+        candidates.append((key, match))
+    return min(candidates, key=lambda item: item[0])[1] if candidates else None
+
+
+# --- rule suggestion --------------------------------------------------------------------------
+
+
+def _mostly(accepted: int, counted: int, tolerance: float) -> float | None:
+    """Share the rule accepts minus the tolerance, floored; None when the rule is strict."""
+    if counted == 0:
+        return None
+    share = accepted / counted - tolerance / 100.0
+    if share >= 1:
+        return None
+    scale = 10**MOSTLY_DECIMALS
+    return max(0.0, math.floor(share * scale + 1e-9) / scale)
+
+
+def _rule(
+    etype: str,
+    kwargs: dict[str, Any],
+    severity: str,
+    description: str,
+    dimension: str,
+    quarantine: bool | None = None,
+    mostly: float | None = None,
+    **observed: Any,
+) -> Expectation:
+    kwargs = dict(kwargs)
+    if mostly is not None:
+        kwargs["mostly"] = mostly
+    meta: dict[str, Any] = {
+        "severity": severity,
+        "description": description,
+        "dimension": dimension,
+    }
+    if quarantine is not None:
+        meta["quarantine"] = quarantine
+    meta[GENERATED_MARKER] = GENERATOR_NAME
+    meta.update({k: v for k, v in observed.items() if v is not None})
+    return Expectation(etype, kwargs, meta)
+
+
+def _number(value: float | None) -> int | float | None:
+    """Whole numbers as int so YAML reads '6' rather than '6.0' for integer columns."""
+    if value is None:
+        return None
+    return int(value) if float(value).is_integer() and abs(value) < _NUMERIC_EXACT else float(value)
+
+
+def _canonical_text(value: str) -> str:
+    return re.sub(r"^(-?\d+)\.0+$", r"\1", value)
+
+
+def rare_values(
+    value_counts: list[tuple[str, int]],
+    nonnull: int,
+    published: Sequence[str] | None = None,
+) -> dict[str, int]:
+    """Values of a category column that look like defects rather than categories.
+
+    All three rules are about a value seen in far fewer rows than the others:
+
+    * with at least 1,000 non-null rows, a value in fewer than 0.1 % of them;
+    * in any column, a value in at most 0.5 % of the rows that is also 20 times rarer than the
+      rarest ordinary value ('INVALID' once among 800 rows of four common values), while a
+      natural long tail (1, 3, 10 rows) has no such gap and is kept;
+    * when the published spec lists the column's values (``published``), a value it does not
+      list that is in fewer than 1 % of the rows: in a 150-row column, 'INVALID' once next to a
+      published value seen 4 times is told apart only by the spec. A common unlisted value (a
+      category added since publication) is kept.
+    """
+    rare = {v: c for v, c in value_counts if nonnull >= RARE_MIN_ROWS and c < RARE_SHARE * nonnull}
+    candidates = {v: c for v, c in value_counts if v not in rare and c <= GAP_SHARE * nonnull}
+    ordinary = [c for v, c in value_counts if v not in rare and v not in candidates]
+    if ordinary:
+        floor = min(ordinary)
+        rare.update({v: c for v, c in candidates.items() if c * GAP_FACTOR <= floor})
+    if published:
+        listed = {_canonical_text(v) for v in published}
+        rare.update(
+            {
+                v: c
+                for v, c in value_counts
+                if v not in rare
+                and _canonical_text(v) not in listed
+                and c < UNPUBLISHED_SHARE * nonnull
+            }
+        )
+    return rare
+
+
+def _published_values(table: str, column: str) -> tuple[str, ...] | None:
+    spec = get_table(table)
+    if spec is None:
+        return None
+    try:
+        return spec.column(column).value_set
+    except KeyError:
+        return None
+
+
+def _value_set_rule(table: str, col: ColumnProfile, tolerance: float) -> Expectation | None:
+    if col.value_counts is None or col.inferred_type in ("date", "decimal"):
+        return None
+    nonnull = col.nonnull_count
+    excluded = rare_values(col.value_counts, nonnull, _published_values(table, col.name))
+    kept = sorted(v for v, _ in col.value_counts if v not in excluded)
+    if not kept or len(kept) > CATEGORY_MAX_VALUES:
+        return None
+    if len(kept) * CATEGORY_MIN_ROWS_PER_VALUE > nonnull:
+        return None
+    rejected = sum(excluded.values())
+    return _rule(
+        "expect_column_values_to_be_in_set",
+        {"column": col.name, "value_set": kept},
+        "medium",
+        f"Column {col.name} takes one of {len(kept)} known values"
+        + (f" ({len(excluded)} rare values left out as likely defects)" if excluded else ""),
+        "validity",
+        True,
+        _mostly(nonnull - rejected, nonnull, tolerance),
+        observed_distinct=col.distinct_count,
+        observed_excluded_values=dict(sorted(excluded.items())) or None,
+    )
+
+
+def suggest_rules(
+    profile: TableProfile,
+    settings: Settings,
+    foreign_keys: dict[str, tuple[str, str]] | None = None,
+) -> RuleFile:
+    """Rules for one profiled table (see the module docstring for how each is calibrated).
+
+    ``foreign_keys`` maps a column to its (parent table, parent column); when omitted the
+    matches ``discover_foreign_keys`` annotated on the profile are used.
+    """
+    tol = float(settings.null_tolerance)
+    table = profile.table
+    if foreign_keys is None:
+        foreign_keys = {
+            c.name: (c.foreign_key.parent_table, c.foreign_key.parent_column)
+            for c in profile.columns
+            if c.foreign_key is not None
+        }
+    rules: list[Expectation] = []
+    if profile.empty:
+        rules.append(
+            _rule(
+                "expect_table_row_count_to_be_between",
+                {"min_value": 0, "max_value": None},
+                "critical",
+                "Table was empty when profiled: no rules learned yet (profile again once it has rows)",
+                "integrity",
+                observed_rows=0,
+            )
+        )
+    else:
+        rules.append(
+            _rule(
+                "expect_table_row_count_to_be_between",
+                {"min_value": 1, "max_value": None},
+                "critical",
+                "Table should not be empty",
+                "integrity",
+                observed_rows=profile.rows,
+            )
+        )
+    rules.append(
+        _rule(
+            "expect_table_column_count_to_equal",
+            {"value": len(profile.columns)},
+            "high",
+            "Detect schema drift - column count should remain stable",
+            "integrity",
+        )
+    )
+    for col in profile.columns:
+        rules.append(
+            _rule(
+                "expect_column_to_exist",
+                {"column": col.name},
+                "critical",
+                f"Column {col.name} must exist in the data",
+                "integrity",
+            )
+        )
+        if not profile.empty:
+            rules.extend(_column_rules(table, col, tol, foreign_keys.get(col.name)))
+    data_source: dict[str, Any] = {
+        "type": "parquet",
+        "path": _display_path(settings, Path(profile.path or settings.paths.bronze_file(table))),
+        "profiled_rows": profile.rows,
+        "profiled_columns": len(profile.columns),
+        "sampled": profile.sampled,
+    }
+    if profile.sampled:
+        data_source["total_rows"] = profile.total_rows
+    if profile.empty:
+        data_source["empty_table"] = True
+    return RuleFile(
+        table=table,
+        expectations=rules,
+        validation_name=f"aims_{table}",
+        description=f"Data quality validation for {table}.parquet",
+        generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        data_source=data_source,
+        quality_thresholds=dict(DEFAULT_QUALITY_THRESHOLDS),
+        extra={HASH_KEY: ""},
+        path=settings.paths.rule_file(table),
+    )
+
+
+def _display_path(settings: Settings, path: Path) -> str:
+    """Relative to AIMS_HOME when inside it, so files do not depend on where the repo lives."""
+    try:
+        return str(path.resolve().relative_to(settings.paths.home.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _column_rules(
+    table: str, col: ColumnProfile, tol: float, reference: tuple[str, str] | None
+) -> list[Expectation]:
+    rules: list[Expectation] = []
+    name = col.name
+    rows, nonnull = col.rows, col.nonnull_count
+    is_id = name == "ID"
+
+    optional = col.null_percent >= QUARANTINE_NULL_MAX_PERCENT
+    rules.append(
+        _rule(
+            "expect_column_values_to_not_be_null",
+            {"column": name},
+            "high" if is_id else "medium",
+            f"Column {name} should have minimal nulls (currently {col.null_percent:g}%)"
+            + (" - optional column: rows are not quarantined for a null here" if optional else ""),
+            "completeness",
+            not optional,
+            _mostly(nonnull, rows, tol),
+            observed_null_percent=col.null_percent,
+        )
+    )
+    if nonnull == 0:
+        return _can_fail(rules)
+
+    unique_rows = nonnull - (col.duplicate_rows or 0)
+    if col.duplicate_rows is not None and (
+        is_id or (_is_key_name(name) and unique_rows >= KEY_UNIQUE_MIN * nonnull)
+    ):
+        rules.append(
+            _rule(
+                "expect_column_values_to_be_unique",
+                {"column": name},
+                "high",
+                f"Key column {name} must have unique values ('13000015.0' equals '13000015')",
+                "uniqueness",
+                True,
+                _mostly(unique_rows, nonnull, tol),
+                observed_duplicate_rows=col.duplicate_rows,
+            )
+        )
+
+    vtype = col.inferred_type
+    if vtype != "text":
+        conforming = nonnull - col.nonconforming_rows
+        rules.append(
+            _rule(
+                "expect_column_values_to_match_regex",
+                {"column": name, "regex": TYPE_PATTERNS[vtype]},
+                "medium",
+                f"Column {name} holds {vtype} values stored as text",
+                "validity",
+                True,
+                _mostly(conforming, nonnull, tol),
+                value_type=vtype,
+                observed_conformance_percent=col.type_conformance,
+            )
+        )
+
+    if reference is None:
+        value_set = _value_set_rule(table, col, tol)
+        if value_set is not None and not is_id:
+            rules.append(value_set)
+
+    if vtype == "text" and col.length_bound is not None:
+        rules.append(
+            _rule(
+                "expect_column_value_lengths_to_be_between",
+                {"column": name, "min_value": col.min_length, "max_value": col.length_bound},
+                "low",
+                f"Length of {name} within the observed range"
+                + (
+                    f" ({col.length_outliers} far longer values left out as likely defects)"
+                    if col.length_outliers
+                    else ""
+                ),
+                "validity",
+                True,
+                _mostly(nonnull - col.length_outliers, nonnull, tol),
+                observed_max_length=col.max_length,
+            )
+        )
+
+    if vtype in ("integer", "decimal") and not _is_key_name(name) and col.numeric_min is not None:
+        # Validation reads text that is no number as null (the type rule reports it), so the
+        # range held on every value it checks.
+        numbers = nonnull - col.nonconforming_rows
+        rules.append(
+            _rule(
+                "expect_column_values_to_be_between",
+                {
+                    "column": name,
+                    "min_value": _number(col.numeric_min),
+                    "max_value": _number(col.numeric_max),
+                },
+                "low",
+                f"Numeric values of {name} within the observed range",
+                "validity",
+                True,
+                _mostly(numbers, numbers, tol),
+            )
+        )
+
+    if reference is not None:
+        parent, parent_column = reference
+        fk = col.foreign_key
+        observed = (
+            fk if fk is not None and (fk.parent_table, fk.parent_column) == reference else None
+        )
+        orphans = observed.orphan_rows if observed is not None else 0
+        rules.append(
+            _rule(
+                "expect_column_values_to_be_in_set",
+                {"column": name},
+                "high",
+                f"Every {name} must be an existing {parent}.{parent_column}",
+                "consistency",
+                True,
+                _mostly(nonnull - orphans, nonnull, tol),
+                reference={"table": parent, "column": parent_column},
+                observed_orphan_rows=orphans if observed is not None else None,
+                observed_contained_percent=(
+                    observed.distinct_contained_percent if observed is not None else None
+                ),
+            )
+        )
+    return _can_fail(rules)
+
+
+def _can_fail(rules: list[Expectation]) -> list[Expectation]:
+    """Drop rules whose ``mostly`` came out as 0: they would pass on any data."""
+    return [e for e in rules if e.kwargs.get("mostly", 1) > 0]
+
+
+# --- writing, with hand-edit protection ---------------------------------------------------------
+
+
+def rules_hash(expectations: Sequence[Expectation]) -> str:
+    """Hash of the expectations as data, so a changed rule is noticed whatever YAML formatting."""
+    payload = json.dumps(
+        [e.to_dict() for e in expectations], sort_keys=True, separators=(",", ":"), default=str
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def ownership(path: Path) -> tuple[bool, str, RuleFile | None]:
+    """(may regenerate, reason, existing file) for an existing or absent rule file."""
+    if not path.exists():
+        return True, "new", None
+    try:
+        existing = load_rule_file(path)
+    except RuleFileError as exc:
+        return False, f"not a valid rule file ({exc.message})", None
+    if not existing.expectations:
+        return False, "has no rules (written by hand?)", existing
+    if not all(e.is_generated for e in existing.expectations):
+        edited = sum(1 for e in existing.expectations if not e.is_generated)
+        return (
+            False,
+            f"{edited} rule(s) without meta.{GENERATED_MARKER}: written or edited by hand",
+            existing,
+        )
+    stored = existing.extra.get(HASH_KEY)
+    if not stored:
+        return False, f"no {HASH_KEY}: not written by this profiler", existing
+    if stored != rules_hash(existing.expectations):
+        return False, "rules changed since they were generated (hash differs)", existing
+    return True, "regenerated", existing
+
+
+def _backup(path: Path) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    target = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while target.exists():
+        target = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+        counter += 1
+    shutil.copy2(path, target)
+    return target
+
+
+def write_rule_file(rule_file: RuleFile, force: bool = False) -> tuple[str, str, Path | None]:
+    """Write a suggested file unless a person owns the existing one.
+
+    Returns (``written`` | ``unchanged`` | ``kept``, reason, backup path). A regenerated file
+    identical to the one on disk except for ``generated_at`` is not rewritten (``unchanged``), so
+    re-profiling unchanged data leaves files byte-stable. ``force`` backs up and replaces a
+    file a person owns. Either way the existing file's quality_thresholds are carried over: they
+    are a setting of the table, not something profiling learns.
+    """
+    path = Path(rule_file.path or "")
+    allowed, reason, existing = ownership(path)
+    backup = None
+    if not allowed and not force:
+        return "kept", reason, None
+    if not allowed:
+        backup = _backup(path)
+        reason = f"forced ({reason}); previous file backed up to {backup.name}"
+    if existing is not None:
+        rule_file.quality_thresholds = dict(existing.quality_thresholds)
+    rule_file.extra[HASH_KEY] = rules_hash(rule_file.expectations)
+    if allowed and existing is not None:
+        candidate = dump_rule_file(replace(rule_file, generated_at=existing.generated_at))
+        if candidate == path.read_text():
+            rule_file.generated_at = existing.generated_at
+            return "unchanged", "same rules as the file on disk", None
+    save_rule_file(rule_file, path)
+    return "written", reason, backup
+
+
+# --- running over the lake ----------------------------------------------------------------------
+
+
+def _profile_job(
+    settings: Settings, table: str, sample_size: int | None
+) -> tuple[str, TableProfile | None, str | None]:
+    try:
+        return table, profile_table(settings, table, sample_size), None
+    except AimsError as exc:
+        return table, None, str(exc)
+
+
+def _run_jobs(
+    settings: Settings,
+    tables: list[str],
+    sample_size: int | None,
+    max_workers: int,
+    progress: bool,
+) -> tuple[dict[str, TableProfile], dict[str, str]]:
+    from tqdm.auto import tqdm
+
+    profiles: dict[str, TableProfile] = {}
+    errors: dict[str, str] = {}
+    bar = tqdm(total=len(tables), desc="profile", unit="table", disable=not progress)
+
+    def collect(table: str, profile: TableProfile | None, error: str | None) -> None:
+        if profile is not None:
+            profiles[table] = profile
+        else:
+            errors[table] = error or "unknown error"
+        bar.set_postfix_str(table, refresh=False)
+        bar.update(1)
+
+    try:
+        if max_workers <= 1 or len(tables) <= 1:
+            for table in tables:
+                collect(*_profile_job(settings, table, sample_size))
+        else:
+            # Biggest files first so the long tables do not end up last on one worker.
+            ordered = sorted(tables, key=lambda t: -_file_size(settings.paths.bronze_file(t)))
+            # fork (as validation does) skips re-importing pyarrow/numpy in every worker; Arrow
+            # re-creates its thread pools after a fork. spawn where fork does not exist.
+            fork = "fork" in multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if fork else "spawn")
+            with ProcessPoolExecutor(max_workers=max_workers, mp_context=context) as pool:
+                futures = [pool.submit(_profile_job, settings, t, sample_size) for t in ordered]
+                for future in as_completed(futures):
+                    collect(*future.result())
+    finally:
+        bar.close()
+    return profiles, errors
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def profile_tables(
+    settings: Settings,
+    tables: list[str] | None = None,
+    sample_size: int | None = None,
+    force: bool = False,
+    max_workers: int | None = None,
+    progress: bool = False,
+    run_id: str | None = None,
+) -> ProfileRun:
+    """Profile Bronze tables (all by default, on all rows) and write their rule files.
+
+    A table that cannot be read is reported in ``errors`` (the message names the file) and the
+    rest carries on. Files a person owns are kept unless ``force`` (see the module docstring).
+    """
+    started = time.perf_counter()
+    run_id = run_id or datetime.now(timezone.utc).strftime("profile-%Y%m%dT%H%M%S")
+    sample_size = settings.sample_size if sample_size is None else sample_size
+    workers = int(max_workers or settings.max_workers or 1)
+    if tables is None:
+        tables = list_bronze_tables(settings.paths.bronze)
+        if not tables:
+            raise AimsError(
+                f"no Bronze tables (*.parquet) in {settings.paths.bronze}",
+                hint="run `make init` for the sample lake, or point AIMS_BRONZE_DIR at the export",
+            )
+    tables = [validate_table_name(t) for t in dict.fromkeys(tables)]
+    profiles, errors = _run_jobs(settings, tables, sample_size, workers, progress)
+    profiled_at = time.perf_counter()
+    foreign_keys = discover_foreign_keys(profiles, settings)
+    discovered_at = time.perf_counter()
+
+    run = ProfileRun(
+        run_id=run_id,
+        tables={},
+        written=[],
+        kept=[],
+        errors={},
+        seconds=0.0,
+        foreign_keys=foreign_keys,
+    )
+    for table in tables:
+        if table in errors:
+            run.errors[table] = errors[table]
+            run.tables[table] = TableProfile(table, 0, [], 0.0, False, error=errors[table])
+            continue
+        profile = profiles[table]
+        run.tables[table] = profile
+        rule_file = suggest_rules(profile, settings)
+        outcome, reason, backup = write_rule_file(rule_file, force=force)
+        run.rule_files[table] = rule_file
+        target = settings.paths.rule_file(table)
+        if outcome == "written":
+            run.written.append(target)
+        elif outcome == "unchanged":
+            run.unchanged.append(target)
+        else:
+            run.kept.append(target)
+            run.kept_reasons[table] = reason
+        if backup is not None:
+            run.backups.append(backup)
+    finished = time.perf_counter()
+    run.seconds = round(finished - started, 3)
+    run.phase_seconds = {
+        "profile": round(profiled_at - started, 3),
+        "references": round(discovered_at - profiled_at, 3),
+        "rule_files": round(finished - discovered_at, 3),
+    }
+    return run
+
+
+def summary_rows(run: ProfileRun) -> list[dict[str, Any]]:
+    """One row per table for the CLI and notebooks: size, rules suggested, outcome, file."""
+    rows = []
+    written = set(run.written)
+    unchanged = set(run.unchanged)
+    for table, profile in run.tables.items():
+        rule_file = run.rule_files.get(table)
+        path = rule_file.path if rule_file is not None else None
+        if profile.error is not None:
+            outcome = "error"
+        elif path in written:
+            outcome = "written"
+        elif path in unchanged:
+            outcome = "unchanged"
+        else:
+            outcome = "kept"
+        rows.append(
+            {
+                "table": table,
+                "rows": profile.rows,
+                "columns": len(profile.columns),
+                "rules": len(rule_file.expectations) if rule_file is not None else 0,
+                "outcome": outcome,
+                "seconds": profile.seconds,
+                "file": str(path) if path is not None else "",
+                "detail": profile.error or run.kept_reasons.get(table, ""),
+            }
+        )
+    return rows
+
+
+__all__ = [
+    "ColumnProfile",
+    "ForeignKeyMatch",
+    "ProfileRun",
+    "TableProfile",
+    "discover_foreign_keys",
+    "ownership",
+    "profile_table",
+    "profile_tables",
+    "rules_hash",
+    "suggest_rules",
+    "summary_rows",
+    "write_rule_file",
+]
