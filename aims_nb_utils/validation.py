@@ -1,0 +1,1154 @@
+"""Rules -> Great Expectations -> table verdicts, scores, the results file and metric history.
+
+How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts measured"):
+
+* One ephemeral Context per process with one pandas data source, one dataframe asset and one
+  whole-dataframe batch definition, reused for every table: building them per table costs about
+  0.4 s each.
+* GX validates one-column frames: per column, all of that column's rules run in one suite over a
+  frame holding only that column, prepared by :mod:`aims_nb_utils.checks` (placeholders -> null,
+  canonical ids, numbers). On a whole frame GX filters every column for each nullable column
+  and hashes it: 4-5x slower and four times the memory. The pandas execution engine's
+  ``HASH_THRESHOLD`` is set to 0: the batch fingerprint it computes is never used here.
+* Table-level rules (row count, column count, and any rule naming a column the file lacks) run
+  on a frame whose columns are zero-byte Arrow null arrays of the table's full length, so GX
+  observes the real row and column counts without a copy of the data. The plain
+  ``expect_column_to_exist`` rules of a table (a third of all rules) are answered together by
+  one GX ``expect_table_columns_to_match_set`` (not exact): each passes when its column is among
+  the columns GX observed; each still counts as one rule in the scores.
+* GX 1.x rebuilds an expectation's ``configuration`` ~70 times per rule; that property is
+  memoised for the duration of each of our validate calls (:func:`_memoized_configuration`),
+  which halves GX's bookkeeping and changes no result (the parity tests run with it).
+* Referential rules (``expect_column_values_to_be_in_set`` with ``meta.reference``) need the
+  parent's values, often millions: GX 1.x copies an expectation's kwargs through pydantic dozens
+  of times per validation (a 100k-value set costs 20 s, a 2M one 131 s). They run as
+  ``expect_column_values_to_be_in_reference_set``, a GX ColumnMapExpectation whose metric looks
+  the parent's canonical values up by name in this process, so GX still computes the counts,
+  ``mostly`` and the partial unexpected list, and no value set ever reaches a result.
+* Columns are read one at a time with pyarrow (only the columns that have rules) and freed as we
+  go; tables run in ``max_workers`` processes, biggest first, and a table large enough to hold
+  up the run is split into column groups so both cores stay busy until the end.
+
+Verdict of a table (the users' existing semantics): for every severity present, the share of
+its rules that passed must reach ``rule_file.threshold(severity)``, and the quality score (share
+of all rules passed) must reach ``settings.dq_threshold``. A rule that could not be evaluated (a
+column the file lacks, an unreadable parent) counts as failed. An empty Bronze table is SKIPPED,
+an unreadable file or a missing rule file is ERROR; neither counts as passed.
+
+Pass rate = PASSED / (tables - SKIPPED) * 100: an ERROR table is a table that did not pass, a
+SKIPPED (empty) one has nothing to judge.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import threading
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from . import checks, state
+from .errors import AimsError, BronzeReadError
+from .io import atomic_write_text, list_bronze_tables, read_bronze, validate_table_name
+from .rules import (
+    DIMENSIONS,
+    RULE_FILE_SUFFIX,
+    SEVERITIES,
+    SEVERITY_WEIGHTS,
+    Expectation,
+    RuleFile,
+    load_rule_file,
+    table_from_rule_path,
+)
+from .settings import Settings
+
+RESULTS_FILE = "validation_results.json"
+PARTIAL_LIST_MAX = 20
+VALUE_TEXT_MAX = 200  # characters kept of one unexpected value in results
+STATUSES = ("PASSED", "FAILED", "SKIPPED", "ERROR")
+REFERENCE_EXPECTATION = "expect_column_values_to_be_in_reference_set"
+SPLIT_TASKS_PER_WORKER = 3  # a table costing more than 1/(workers*3) of the run is split
+
+_GX_CLASS_NAMES = {
+    "expect_table_row_count_to_be_between": "ExpectTableRowCountToBeBetween",
+    "expect_table_column_count_to_equal": "ExpectTableColumnCountToEqual",
+    "expect_table_columns_to_match_set": "ExpectTableColumnsToMatchSet",
+    "expect_column_to_exist": "ExpectColumnToExist",
+    "expect_column_values_to_not_be_null": "ExpectColumnValuesToNotBeNull",
+    "expect_column_values_to_be_unique": "ExpectColumnValuesToBeUnique",
+    "expect_column_values_to_be_in_set": "ExpectColumnValuesToBeInSet",
+    "expect_column_value_lengths_to_be_between": "ExpectColumnValueLengthsToBeBetween",
+    "expect_column_values_to_match_regex": "ExpectColumnValuesToMatchRegex",
+    "expect_column_values_to_be_between": "ExpectColumnValuesToBeBetween",
+}
+
+
+class ValidationError(AimsError):
+    """Validation cannot start (nothing to validate, a results file that cannot be read)."""
+
+
+# --- result model -----------------------------------------------------------------------------
+
+
+@dataclass
+class RuleResult:
+    """One rule's outcome as GX computed it on the full (or explicitly sampled) data."""
+
+    rule_id: str
+    expectation_type: str
+    column: str | None
+    severity: str
+    dimension: str
+    success: bool
+    element_count: int | None = None
+    unexpected_count: int | None = None
+    unexpected_percent: float | None = None
+    partial_unexpected_list: list[Any] = field(default_factory=list)
+    observed_value: Any = None
+    error: str | None = None
+    rule_index: int = 0
+
+    def failure_entry(self) -> dict[str, Any]:
+        """The bounded record a failed rule leaves in the results file (never a value set)."""
+        entry: dict[str, Any] = {
+            "expectation": self.expectation_type,
+            "column": self.column,
+            "severity": self.severity,
+            "dimension": self.dimension,
+            "unexpected_count": self.unexpected_count,
+            "unexpected_percent": self.unexpected_percent,
+            "partial_unexpected_list": self.partial_unexpected_list,
+        }
+        if self.observed_value is not None:
+            entry["observed_value"] = self.observed_value
+        if self.error:
+            entry["error"] = self.error
+        return entry
+
+
+@dataclass
+class TableResult:
+    table: str
+    status: str
+    overall_success: bool = False
+    success_percentage: float | None = None
+    weighted_score: float | None = None
+    statistics: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    threshold_failures: list[str] = field(default_factory=list)
+    dimension_scores: dict[str, float | None] = field(default_factory=dict)
+    row_count: int | None = None
+    column_count: int | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    rule_results: list[RuleResult] = field(default_factory=list)
+    reason: str | None = None
+    file: str | None = None
+    config: str | None = None
+    column_null_percent: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASSED"
+
+
+@dataclass
+class ValidationRun:
+    run_id: str
+    timestamp: str
+    threshold: float
+    tables: dict[str, TableResult]
+    summary: dict[str, Any]
+    results_path: Path | None
+    seconds: float
+
+    @property
+    def has_errors(self) -> bool:
+        return any(t.status == "ERROR" for t in self.tables.values())
+
+
+# --- Great Expectations (one context per process) ------------------------------------------------
+
+_REFERENCE_SETS: dict[str, pa.Array] = {}
+_GX_RUNNER: tuple[int, _GxRunner] | None = None
+_REFERENCE_CLASS: type | None = None
+# One GX validation at a time per process: the memoised property and warning filters are
+# process-wide, and GX's validator is not meant to be shared between threads.
+_GX_LOCK = threading.Lock()
+
+
+def _define_reference_expectation() -> type:
+    """Register the GX metric + expectation for referential rules (once; forks inherit it)."""
+    global _REFERENCE_CLASS
+    if _REFERENCE_CLASS is not None:
+        return _REFERENCE_CLASS
+    from great_expectations.execution_engine import PandasExecutionEngine
+    from great_expectations.expectations.expectation import ColumnMapExpectation
+    from great_expectations.expectations.metrics.map_metric_provider import (
+        ColumnMapMetricProvider,
+        column_condition_partial,
+    )
+
+    class ColumnValuesInReferenceSet(ColumnMapMetricProvider):
+        """Membership of a column's values in a parent column's values held by this process."""
+
+        condition_metric_name = "column_values.in_reference_set"
+        condition_value_keys = ("reference_key",)
+
+        @column_condition_partial(engine=PandasExecutionEngine)
+        def _pandas(cls, column: pd.Series, reference_key: str, **kwargs: Any) -> pd.Series:
+            allowed = _REFERENCE_SETS[reference_key]
+            values = pa.array(column)
+            if values.type != allowed.type:
+                values = values.cast(allowed.type)
+            hit = pc.is_in(values, value_set=allowed).to_numpy(zero_copy_only=False)
+            return pd.Series(hit, index=column.index)
+
+    class ExpectColumnValuesToBeInReferenceSet(ColumnMapExpectation):
+        """Every value of the column is a value of the parent column named by reference_key."""
+
+        reference_key: str
+        map_metric = "column_values.in_reference_set"
+        success_keys = ("reference_key", "mostly")
+        args_keys = ("column", "reference_key")
+
+    _REFERENCE_CLASS = ExpectColumnValuesToBeInReferenceSet
+    return _REFERENCE_CLASS
+
+
+class _GxRunner:
+    """The reusable GX objects of this process: context, data source, asset, batch definition."""
+
+    def __init__(self) -> None:
+        os.environ["GX_ANALYTICS_ENABLED"] = "False"
+        import great_expectations as gx
+        import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
+        from great_expectations.data_context.types.base import ProgressBarsConfig
+
+        # The engine fingerprints every batch under 1e9 bytes (a full hash of the frame); nothing
+        # here reads the fingerprint, and it costs more than the checks on big columns.
+        pandas_engine.HASH_THRESHOLD = 0
+        self.gx = gx
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(
+            globally=False, metric_calculations=False
+        )
+        asset = context.data_sources.add_pandas("aims_bronze").add_dataframe_asset("frame")
+        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_frame")
+        self.reference_class = _define_reference_expectation()
+
+    def expectation(self, rule: Expectation, index: int, kwargs: dict[str, Any]) -> Any:
+        if rule.expectation_type == REFERENCE_EXPECTATION:
+            cls = self.reference_class
+        else:
+            cls = getattr(self.gx.expectations, _GX_CLASS_NAMES[rule.expectation_type])
+        return cls(**kwargs, meta={"rule_index": index})
+
+    def validate(self, frame: pd.DataFrame, expectations: list[Any]) -> list[Any]:
+        suite = self.gx.ExpectationSuite(name="aims_rules", expectations=expectations)
+        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
+        with _GX_LOCK, warnings.catch_warnings(), _memoized_configuration():
+            warnings.simplefilter("ignore")
+            return list(batch.validate(suite, result_format="BASIC").results)
+
+
+@contextmanager
+def _memoized_configuration() -> Iterator[None]:
+    """Compute each GX expectation's ``configuration`` once per validate call.
+
+    GX 1.x rebuilds an expectation's configuration (a pydantic ``dict()`` plus a regex over the
+    class name) on every access, and its validator reads it once per kwarg: ~70 rebuilds per
+    rule, half of all the time GX spends on a small table (measured: 13.5 s -> 6.8 s for three
+    tables). Nothing mutates an expectation while it is validated (the validator works on deep
+    copies), so the property is memoised for the duration of one ``batch.validate`` only and
+    restored afterwards: GX used elsewhere in the process is untouched.
+    """
+    from great_expectations.expectations.expectation import Expectation as GxExpectation
+
+    original = GxExpectation.__dict__["configuration"]
+    cache: dict[int, tuple[Any, Any]] = {}
+
+    def configuration(self: Any) -> Any:
+        hit = cache.get(id(self))
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        value = original.fget(self)
+        cache[id(self)] = (self, value)  # holding self keeps its id from being reused
+        return value
+
+    GxExpectation.configuration = property(configuration, doc=original.__doc__)
+    try:
+        yield
+    finally:
+        GxExpectation.configuration = original
+        cache.clear()
+
+
+def _gx() -> _GxRunner:
+    global _GX_RUNNER
+    if _GX_RUNNER is None or _GX_RUNNER[0] != os.getpid():
+        _GX_RUNNER = (os.getpid(), _GxRunner())
+    return _GX_RUNNER[1]
+
+
+# --- reading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the parquet footer says: enough to plan without reading data."""
+
+    table: str
+    path: Path | None
+    columns: tuple[str, ...]
+    rows: int  # rows that will be validated (after sample_size)
+    total_rows: int
+
+
+def _layout(settings: Settings, table: str, sample_size: int | None) -> _Layout:
+    path = settings.paths.bronze_file(table)
+    if not path.is_file():
+        raise BronzeReadError(
+            table,
+            path,
+            "file not found",
+            hint="export the table to Bronze, or delete its rule file if the table is gone",
+        )
+    try:
+        meta = pq.read_metadata(path)
+        names = tuple(meta.schema.to_arrow_schema().names)
+    except (OSError, pa.ArrowException) as exc:
+        raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
+    total = int(meta.num_rows)
+    rows = total if sample_size is None else min(total, sample_size)
+    return _Layout(table, path, names, rows, total)
+
+
+class _Reader:
+    """Column-at-a-time access to one table (a parquet file, or an in-memory Arrow table)."""
+
+    def __init__(
+        self, settings: Settings, layout: _Layout, sample_size: int | None, data: pa.Table | None
+    ):
+        self.settings = settings
+        self.layout = layout
+        self.sample_size = sample_size
+        self.data = data
+        self._file = (
+            None if data is not None or layout.path is None else pq.ParquetFile(layout.path)
+        )
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        if self.data is not None:
+            return self.data.column(name)
+        table = self.layout.table
+        try:
+            if self.sample_size is not None and self.sample_size < self.layout.total_rows:
+                return read_bronze(
+                    self.settings.paths.bronze, table, columns=[name], sample_size=self.sample_size
+                ).column(0)
+            return self._file.read(columns=[name], use_threads=False).column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise BronzeReadError(
+                table, self.layout.path, f"column {name}: {str(exc).splitlines()[0]}"
+            ) from None
+
+
+# --- one table (or one column group of a table) --------------------------------------------------
+
+
+@dataclass
+class _Part:
+    """The outcome of validating some columns of a table in one process."""
+
+    table: str
+    results: dict[int, RuleResult] = field(default_factory=dict)
+    null_percent: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
+    error: str | None = None
+
+
+def _clean_value(value: Any) -> Any:
+    """JSON-safe, bounded: NaN -> None, numpy scalars -> Python, long text cut."""
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, str) and len(value) > VALUE_TEXT_MAX:
+        return value[:VALUE_TEXT_MAX] + "..."
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)[:VALUE_TEXT_MAX]
+
+
+def _exception_message(evr: Any) -> str | None:
+    info = evr.exception_info or {}
+    if info.get("raised_exception"):
+        return str(info.get("exception_message") or "GX raised an exception")
+    for nested in info.values():
+        if isinstance(nested, dict) and nested.get("raised_exception"):
+            return str(nested.get("exception_message") or "GX raised an exception")
+    return None
+
+
+def _number(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def _from_gx(rule: Expectation, index: int, evr: Any, file_name: str) -> RuleResult:
+    result = evr.result or {}
+    error = _exception_message(evr)
+    if error and rule.column and "does not exist" in error:
+        error = f"column {rule.column!r} is not in {file_name}"
+    observed = result.get("observed_value")
+    return RuleResult(
+        rule_id=rule.rule_id,
+        expectation_type=rule.expectation_type,
+        column=rule.column,
+        severity=rule.severity,
+        dimension=rule.dimension,
+        success=bool(evr.success) and error is None,
+        element_count=_number(result.get("element_count")),
+        unexpected_count=_number(result.get("unexpected_count")),
+        unexpected_percent=_number(result.get("unexpected_percent")),
+        partial_unexpected_list=[
+            _clean_value(v)
+            for v in (result.get("partial_unexpected_list") or [])[:PARTIAL_LIST_MAX]
+        ],
+        observed_value=_clean_value(observed) if observed is not None else None,
+        error=error,
+        rule_index=index,
+    )
+
+
+def _failed(rule: Expectation, index: int, error: str) -> RuleResult:
+    return RuleResult(
+        rule_id=rule.rule_id,
+        expectation_type=rule.expectation_type,
+        column=rule.column,
+        severity=rule.severity,
+        dimension=rule.dimension,
+        success=False,
+        error=error,
+        rule_index=index,
+    )
+
+
+def _gx_kwargs(
+    settings: Settings, rule: Expectation, kind: str | None
+) -> tuple[Expectation, dict[str, Any]]:
+    """The rule as GX should run it (value sets prepared, references resolved to a key)."""
+    kwargs = dict(rule.kwargs)
+    if rule.expectation_type == "expect_column_values_to_be_in_set":
+        if rule.reference is not None and "value_set" not in kwargs:
+            parent, parent_column = rule.reference
+            key = f"{parent}.{parent_column}"
+            _REFERENCE_SETS[key] = checks.reference_values(settings, parent, parent_column)
+            kwargs["reference_key"] = key
+            return Expectation(REFERENCE_EXPECTATION, kwargs, rule.meta), kwargs
+        if "value_set" in kwargs:
+            kwargs["value_set"] = checks.prepare_value_set(rule, kind)
+    return rule, kwargs
+
+
+def _schema_frame(columns: Sequence[str], rows: int) -> pd.DataFrame:
+    """All the table's columns at full length, backed by zero-byte Arrow null arrays."""
+    nulls = pd.arrays.ArrowExtensionArray(pa.chunked_array([pa.nulls(rows)], type=pa.null()))
+    frame = pd.DataFrame({i: pd.Series(nulls, copy=False) for i in range(len(columns))}, copy=False)
+    frame.columns = list(columns)
+    return frame
+
+
+def _run_gx(
+    runner: _GxRunner,
+    frame: pd.DataFrame,
+    items: list[tuple[int, Expectation, Expectation, dict[str, Any]]],
+    file_name: str,
+    out: dict[int, RuleResult],
+    exists: list[tuple[int, Expectation]] | None = None,
+) -> None:
+    """Validate ``items`` (index, rule, gx rule, kwargs) on ``frame``; bad kwargs fail one rule.
+
+    ``exists`` are the expect_column_to_exist rules answered by the COLUMNS_PROBE item."""
+    built: list[Any] = []
+    rules: dict[int, Expectation] = {}
+    for index, rule, gx_rule, kwargs in items:
+        try:
+            built.append(runner.expectation(gx_rule, index, kwargs))
+            rules[index] = rule
+        except Exception as exc:  # pydantic rejects the kwargs: report it on this rule only
+            message = str(exc).replace("\n", " ")
+            out[index] = _failed(rule, index, f"invalid kwargs for GX: {message}")
+    if not built:
+        return
+    for evr in runner.validate(frame, built):
+        index = int(evr.expectation_config.meta["rule_index"])
+        if index == COLUMNS_PROBE:
+            _exists_results(evr, exists or [], file_name, out)
+        else:
+            out[index] = _from_gx(rules[index], index, evr, file_name)
+
+
+COLUMNS_PROBE = -1  # rule_index of the one columns expectation that answers every exists rule
+
+
+def _exists_probe(columns: list[str]) -> tuple[int, Expectation, Expectation, dict[str, Any]]:
+    """One GX expect_table_columns_to_match_set (not exact) whose observed columns answer all the
+    table's plain expect_column_to_exist rules: ~5 ms of GX bookkeeping per rule saved on about
+    1,100 rules, the columns still observed by GX."""
+    probe = Expectation(
+        "expect_table_columns_to_match_set", {"column_set": columns, "exact_match": False}
+    )
+    return COLUMNS_PROBE, probe, probe, dict(probe.kwargs)
+
+
+def _exists_results(
+    evr: Any, exists: list[tuple[int, Expectation]], file_name: str, out: dict[int, RuleResult]
+) -> None:
+    error = _exception_message(evr)
+    observed = set((evr.result or {}).get("observed_value") or [])
+    for index, rule in exists:
+        out[index] = RuleResult(
+            rule_id=rule.rule_id,
+            expectation_type=rule.expectation_type,
+            column=rule.column,
+            severity=rule.severity,
+            dimension=rule.dimension,
+            success=error is None and rule.column in observed,
+            error=error,
+            rule_index=index,
+        )
+
+
+def _validate_part(
+    settings: Settings,
+    layout: _Layout,
+    rule_file: RuleFile,
+    columns: Sequence[str] | None,
+    table_rules: bool,
+    sample_size: int | None,
+    data: pa.Table | None = None,
+) -> _Part:
+    """Validate the rules of ``columns`` (and the table-level rules when asked) with GX."""
+    started = time.perf_counter()
+    part = _Part(layout.table)
+    try:
+        _validate_part_inner(
+            settings, layout, rule_file, columns, table_rules, sample_size, data, part
+        )
+    except AimsError as exc:
+        part.error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - one table's crash must not stop the other tables
+        part.error = (
+            f"table {layout.table}: validation failed with {type(exc).__name__}: {exc} -> "
+            "report it with the rule file; the other tables were validated"
+        )
+    part.seconds = time.perf_counter() - started
+    return part
+
+
+def _validate_part_inner(
+    settings: Settings,
+    layout: _Layout,
+    rule_file: RuleFile,
+    columns: Sequence[str] | None,
+    table_rules: bool,
+    sample_size: int | None,
+    data: pa.Table | None,
+    part: _Part,
+) -> None:
+    runner = _gx()
+    placeholders = list(settings.null_placeholders)
+    file_name = layout.path.name if layout.path is not None else f"{layout.table} (in memory)"
+    present = set(layout.columns)
+    wanted = None if columns is None else set(columns)
+
+    by_column: dict[str, list[tuple[int, Expectation]]] = defaultdict(list)
+    table_items: list[tuple[int, Expectation, Expectation, dict[str, Any]]] = []
+    exists: list[tuple[int, Expectation]] = []
+    for index, rule in enumerate(rule_file.expectations):
+        if rule.is_row_level and rule.column in present:
+            if wanted is None or rule.column in wanted:
+                by_column[rule.column].append((index, rule))
+        elif not table_rules:
+            continue
+        elif rule.expectation_type == "expect_column_to_exist" and set(rule.kwargs) == {"column"}:
+            exists.append((index, rule))
+        else:
+            try:
+                gx_rule, kwargs = _gx_kwargs(settings, rule, None)
+            except AimsError as exc:
+                part.results[index] = _failed(rule, index, str(exc))
+                continue
+            table_items.append((index, rule, gx_rule, kwargs))
+
+    if exists:
+        table_items.append(_exists_probe([str(rule.column) for _, rule in exists]))
+    if table_items:
+        frame = _schema_frame(layout.columns, layout.rows)
+        _run_gx(runner, frame, table_items, file_name, part.results, exists)
+
+    reader = _Reader(settings, layout, sample_size, data)
+    for column in [c for c in layout.columns if c in by_column]:
+        raw = reader.column(column)
+        text = checks.normalize_nulls(raw, placeholders)
+        del raw
+        part.null_percent[column] = 100.0 * text.null_count / len(text) if len(text) else 0.0
+        groups: dict[str, list[tuple[int, Expectation, Expectation, dict[str, Any]]]] = defaultdict(
+            list
+        )
+        for index, rule in by_column[column]:
+            kind = checks.column_kind(layout.table, column, rule)
+            try:
+                gx_rule, kwargs = _gx_kwargs(settings, rule, kind)
+            except AimsError as exc:
+                part.results[index] = _failed(rule, index, str(exc))
+                continue
+            groups[checks.preparation(rule, kind)].append((index, rule, gx_rule, kwargs))
+        for form, items in groups.items():
+            if form == checks.CANONICAL:
+                prepared = checks.canonical_ids(text)
+            elif form == checks.NUMBER:
+                prepared = checks.to_numbers(text)
+            else:
+                prepared = text
+            frame = pd.DataFrame({column: checks.to_series(prepared)}, copy=False)
+            _run_gx(runner, frame, items, file_name, part.results)
+            del frame, prepared
+        del text
+
+
+# --- verdict ------------------------------------------------------------------------------------
+
+
+def _pct(part: float, whole: float) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def _fmt(value: float, other: float) -> str:
+    """One decimal, more when one decimal would make a failing figure look equal to its bound."""
+    for digits in (1, 2, 3, 4):
+        text = f"{value:.{digits}f}"
+        if text != f"{other:.{digits}f}":
+            return text
+    return f"{value:.6f}"
+
+
+def _judge(
+    result: TableResult, rule_results: list[RuleResult], rule_file: RuleFile, dq_threshold: float
+) -> None:
+    """Fill scores, statistics, failures and the verdict of a validated table."""
+    total = len(rule_results)
+    passed = sum(r.success for r in rule_results)
+    result.rule_results = rule_results
+    result.overall_success = passed == total
+    score = _pct(passed, total)
+    result.success_percentage = 100.0 if score is None else score
+    weights = [SEVERITY_WEIGHTS.get(r.severity, 1.0) for r in rule_results]
+    weighted = _pct(
+        sum(w for w, r in zip(weights, rule_results, strict=True) if r.success), sum(weights)
+    )
+    result.weighted_score = 100.0 if weighted is None else weighted
+    result.statistics = {
+        "evaluated_expectations": total,
+        "successful_expectations": passed,
+        "unsuccessful_expectations": total - passed,
+        "success_percent": result.success_percentage,
+    }
+    result.dimension_scores = {}
+    for dimension in DIMENSIONS:
+        members = [r for r in rule_results if r.dimension == dimension]
+        result.dimension_scores[dimension] = _pct(sum(r.success for r in members), len(members))
+    result.failures = [r.failure_entry() for r in rule_results if not r.success]
+    failures: list[str] = []
+    for severity in SEVERITIES:
+        members = [r for r in rule_results if r.severity == severity]
+        if not members:
+            continue
+        share = 100.0 * sum(r.success for r in members) / len(members)
+        bound = rule_file.threshold(severity)
+        if share < bound:
+            failures.append(f"{severity}: {_fmt(share, bound)}% < {_fmt(bound, share)}%")
+    if result.success_percentage < dq_threshold:
+        failures.append(
+            f"quality score {_fmt(result.success_percentage, dq_threshold)}% < "
+            f"{_fmt(dq_threshold, result.success_percentage)}%"
+        )
+    result.threshold_failures = failures
+    result.status = "FAILED" if failures else "PASSED"
+
+
+def _display(settings: Settings, path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return str(Path(path).resolve().relative_to(settings.paths.home.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _assemble(
+    settings: Settings,
+    layout: _Layout,
+    rule_file: RuleFile,
+    parts: Iterable[_Part],
+    dq_threshold: float,
+) -> TableResult:
+    parts = list(parts)
+    result = TableResult(
+        table=layout.table,
+        status="ERROR",
+        row_count=layout.rows,
+        column_count=len(layout.columns),
+        file=layout.path.name if layout.path is not None else None,
+        config=_display(settings, rule_file.path),
+    )
+    result.seconds = round(sum(p.seconds for p in parts), 3)
+    errors = [p.error for p in parts if p.error]
+    if errors:
+        result.error = result.reason = errors[0]
+        return result
+    merged: dict[int, RuleResult] = {}
+    for part in parts:
+        merged.update(part.results)
+        result.column_null_percent.update(part.null_percent)
+    missing = [i for i in range(len(rule_file.expectations)) if i not in merged]
+    for index in missing:  # cannot happen unless a part lost results; never pass silently
+        merged[index] = _failed(rule_file.expectations[index], index, "rule was not evaluated")
+    _judge(result, [merged[i] for i in sorted(merged)], rule_file, dq_threshold)
+    return result
+
+
+def _skipped(settings: Settings, layout: _Layout, rule_file: RuleFile) -> TableResult:
+    reason = f"{layout.path.name if layout.path else layout.table} has no rows: nothing to validate"
+    if rule_file.is_empty_table:
+        reason += " (its rule file was profiled from an empty table too)"
+    return TableResult(
+        table=layout.table,
+        status="SKIPPED",
+        row_count=0,
+        column_count=len(layout.columns),
+        reason=reason,
+        file=layout.path.name if layout.path else None,
+        config=_display(settings, rule_file.path),
+    )
+
+
+def _error(
+    table: str, message: str, settings: Settings, rule_path: Path | None = None
+) -> TableResult:
+    return TableResult(
+        table=table,
+        status="ERROR",
+        error=message,
+        reason=message,
+        file=f"{table}.parquet",
+        config=_display(settings, rule_path),
+    )
+
+
+def validate_table(
+    settings: Settings,
+    table: str,
+    rule_file: RuleFile | None = None,
+    data: pa.Table | None = None,
+    run_id: str | None = None,
+) -> TableResult:
+    """Validate one table in this process (no results file, no state rows: see validate_tables).
+
+    ``rule_file`` defaults to the table's file under ``settings.paths.rules``; ``data`` validates
+    an Arrow table instead of the Bronze file (all its rows). ``settings.sample_size`` limits
+    the rows read from Bronze only when set. Unreadable inputs return an ERROR result.
+    """
+    del run_id  # accepted for symmetry with validate_tables; a single table records nothing
+    validate_table_name(table)
+    started = time.perf_counter()
+    try:
+        if rule_file is None:
+            rule_file = load_rule_file(settings.paths.rule_file(table))
+        if data is not None:
+            layout = _Layout(table, None, tuple(data.column_names), data.num_rows, data.num_rows)
+        else:
+            layout = _layout(settings, table, settings.sample_size)
+    except AimsError as exc:
+        return _error(table, str(exc), settings, rule_file.path if rule_file else None)
+    if layout.rows == 0:
+        return _skipped(settings, layout, rule_file)
+    part = _validate_part(settings, layout, rule_file, None, True, settings.sample_size, data)
+    result = _assemble(settings, layout, rule_file, [part], settings.dq_threshold)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+# --- many tables --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Task:
+    layout: _Layout
+    rule_file: RuleFile
+    columns: tuple[str, ...] | None
+    table_rules: bool
+    cost: float
+
+
+def _column_costs(layout: _Layout, rule_file: RuleFile) -> dict[str, int]:
+    present = set(layout.columns)
+    costs: dict[str, int] = defaultdict(int)
+    for rule in rule_file.column_rules():
+        if rule.column in present:
+            costs[rule.column] += 1
+    return costs
+
+
+def _plan(jobs: list[tuple[_Layout, RuleFile]], workers: int) -> list[_Task]:
+    """Tasks biggest first; a table costing more than its share is split into column groups."""
+    overhead = 2_000  # rows-equivalent of GX's fixed bookkeeping per rule (a few ms)
+    costed = []
+    for layout, rule_file in jobs:
+        col_costs = _column_costs(layout, rule_file)
+        cost = sum(n * (layout.rows + overhead) for n in col_costs.values()) + overhead * 4
+        costed.append((layout, rule_file, col_costs, cost))
+    total = sum(c[3] for c in costed) or 1.0
+    limit = total / (workers * SPLIT_TASKS_PER_WORKER) if workers > 1 else math.inf
+    tasks: list[_Task] = []
+    for layout, rule_file, col_costs, cost in costed:
+        groups = min(len(col_costs), math.ceil(cost / limit)) if cost > limit else 1
+        if groups <= 1:
+            tasks.append(_Task(layout, rule_file, None, True, cost))
+            continue
+        bins: list[list[str]] = [[] for _ in range(groups)]
+        loads = [0.0] * groups
+        for column, n in sorted(col_costs.items(), key=lambda kv: -kv[1]):
+            i = loads.index(min(loads))
+            bins[i].append(column)
+            loads[i] += n * (layout.rows + overhead)
+        for i, columns in enumerate(bins):
+            tasks.append(_Task(layout, rule_file, tuple(columns), i == 0, loads[i]))
+    return sorted(tasks, key=lambda t: -t.cost)
+
+
+def _run_task(settings: Settings, task: _Task, sample_size: int | None) -> _Part:
+    return _validate_part(
+        settings, task.layout, task.rule_file, task.columns, task.table_rules, sample_size
+    )
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # fork shares the already imported GX (3-4 s to import) with the workers.
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else None)
+
+
+def _execute(
+    settings: Settings,
+    tasks: list[_Task],
+    workers: int,
+    sample_size: int | None,
+    on_done: Callable[[_Task, _Part], None],
+) -> None:
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            on_done(task, _run_task(settings, task, sample_size))
+        return
+    _gx()  # import GX once in the parent; forked workers inherit it
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(tasks)), mp_context=_pool_context()
+    ) as pool:
+        pending: dict[Future[_Part], _Task] = {
+            pool.submit(_run_task, settings, task, sample_size): task for task in tasks
+        }
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = pending.pop(future)
+                try:
+                    part = future.result()
+                except Exception as exc:  # a worker died (out of memory, killed): name the table
+                    part = _Part(task.layout.table, error=f"validation worker failed: {exc!r}")
+                on_done(task, part)
+
+
+def _discover(
+    settings: Settings, rules_dir: Path, tables: list[str] | None
+) -> tuple[list[str], dict[str, Path]]:
+    rule_paths = {
+        table_from_rule_path(p): p for p in sorted(rules_dir.glob(f"*{RULE_FILE_SUFFIX}"))
+    }
+    if tables is not None:
+        return [validate_table_name(t) for t in dict.fromkeys(tables)], rule_paths
+    names = sorted(set(rule_paths) | set(list_bronze_tables(settings.paths.bronze)))
+    if not names:
+        raise ValidationError(
+            f"nothing to validate: no rule files in {rules_dir} and no Bronze files in "
+            f"{settings.paths.bronze}",
+            hint="run `python -m aims_nb_utils init` then `python -m aims_nb_utils profile`",
+        )
+    return names, rule_paths
+
+
+def summarize(tables: dict[str, TableResult]) -> dict[str, Any]:
+    """Counts per status, pass rate and average scores of a run (see the module docstring)."""
+    counts = {s: sum(t.status == s for t in tables.values()) for s in STATUSES}
+    judged = [t for t in tables.values() if t.status in ("PASSED", "FAILED")]
+    considered = len(tables) - counts["SKIPPED"]
+    return {
+        "total": len(tables),
+        "passed": counts["PASSED"],
+        "failed": counts["FAILED"],
+        "skipped": counts["SKIPPED"],
+        "errors": counts["ERROR"],
+        "pass_rate": _pct(counts["PASSED"], considered),
+        "avg_quality_score": (
+            sum(t.success_percentage for t in judged) / len(judged) if judged else None
+        ),
+        "avg_weighted_score": (
+            sum(t.weighted_score for t in judged) / len(judged) if judged else None
+        ),
+    }
+
+
+def validate_tables(
+    settings: Settings,
+    tables: list[str] | None = None,
+    rules_dir: Path | None = None,
+    sample_size: int | None = None,
+    max_workers: int | None = None,
+    progress: bool = False,
+    run_id: str | None = None,
+    write: bool = True,
+) -> ValidationRun:
+    """Validate every table that has a rule file or a Bronze file (or ``tables``), all rows.
+
+    Writes ``settings.paths.results / validation_results.json`` and appends table, rule and
+    column metrics to the state DB unless ``write=False``. ``sample_size`` (or
+    ``settings.sample_size``) limits rows per table only when given.
+    """
+    started = time.perf_counter()
+    run_id = run_id or state.new_run_id()
+    timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    rules_dir = Path(rules_dir) if rules_dir is not None else settings.paths.rules
+    sample_size = settings.sample_size if sample_size is None else sample_size
+    workers = int(max_workers or settings.max_workers or 1)
+    dq_threshold = float(settings.dq_threshold)
+    names, rule_paths = _discover(settings, rules_dir, tables)
+
+    results: dict[str, TableResult] = {}
+    jobs: list[tuple[_Layout, RuleFile]] = []
+    for table in names:
+        rule_path = rule_paths.get(table, rules_dir / f"{table}{RULE_FILE_SUFFIX}")
+        if table not in rule_paths:
+            bronze = settings.paths.bronze_file(table)
+            message = (
+                f"table {table}: no rule file {rule_path} -> run `python -m aims_nb_utils "
+                f"profile --tables {table}` to generate it"
+            )
+            if bronze.is_file():
+                try:  # an unreadable file is the first thing to fix (profiling failed on it)
+                    _layout(settings, table, sample_size)
+                except AimsError as exc:
+                    message = f"{exc}; then profile it: it has no rule file yet"
+            else:
+                message = message.replace(" ->", f" and no Bronze file {bronze} ->", 1)
+            results[table] = _error(table, message, settings)
+            continue
+        try:
+            rule_file = load_rule_file(rule_path)
+            layout = _layout(settings, table, sample_size)
+        except AimsError as exc:
+            results[table] = _error(table, str(exc), settings, rule_path)
+            continue
+        if layout.rows == 0:
+            results[table] = _skipped(settings, layout, rule_file)
+        else:
+            jobs.append((layout, rule_file))
+
+    tasks = _plan(jobs, workers)
+    parts: dict[str, list[_Part]] = defaultdict(list)
+    remaining = defaultdict(int)
+    for task in tasks:
+        remaining[task.layout.table] += 1
+    by_table = {layout.table: (layout, rule_file) for layout, rule_file in jobs}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(names), desc="validate-dq", unit="table")
+        bar.update(len(names) - len(jobs))
+
+    def on_done(task: _Task, part: _Part) -> None:
+        table = task.layout.table
+        parts[table].append(part)
+        remaining[table] -= 1
+        if remaining[table] == 0:
+            layout, rule_file = by_table[table]
+            results[table] = _assemble(settings, layout, rule_file, parts.pop(table), dq_threshold)
+            if bar is not None:
+                bar.set_postfix_str(f"{table} {results[table].status}", refresh=False)
+                bar.update(1)
+
+    try:
+        _execute(settings, tasks, workers, sample_size, on_done)
+    finally:
+        if bar is not None:
+            bar.close()
+
+    ordered = {t: results[t] for t in names}
+    run = ValidationRun(
+        run_id=run_id,
+        timestamp=timestamp,
+        threshold=dq_threshold,
+        tables=ordered,
+        summary=summarize(ordered),
+        results_path=None,
+        seconds=0.0,
+    )
+    run.seconds = round(time.perf_counter() - started, 3)
+    if write:
+        run.results_path = write_results(settings, run)
+        record_metrics(settings, run)
+    return run
+
+
+# --- outputs ------------------------------------------------------------------------------------
+
+
+def results_document(run: ValidationRun) -> dict[str, Any]:
+    """The results file's content: the legacy shape plus scores, dimensions and statistics."""
+    files: dict[str, Any] = {}
+    for table, result in run.tables.items():
+        files[table] = {
+            "file": result.file,
+            "config": result.config,
+            "status": result.status,
+            "overall_success": result.overall_success,
+            "success_percentage": result.success_percentage,
+            "score": result.success_percentage,
+            "weighted_score": result.weighted_score,
+            "statistics": result.statistics,
+            "failures": result.failures,
+            "threshold_failures": result.threshold_failures,
+            "dimension_scores": result.dimension_scores,
+            "row_count": result.row_count,
+            "seconds": result.seconds,
+            "reason": result.reason,
+        }
+    return {
+        "timestamp": run.timestamp,
+        "run_id": run.run_id,
+        "threshold": run.threshold,
+        "summary": run.summary,
+        "files": files,
+    }
+
+
+def write_results(settings: Settings, run: ValidationRun) -> Path:
+    target = settings.paths.results / RESULTS_FILE
+    atomic_write_text(target, json.dumps(results_document(run), indent=2, allow_nan=False) + "\n")
+    return target
+
+
+def load_results(path: str | Path) -> dict[str, Any]:
+    """Read a results file written by :func:`validate_tables` (or a folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    if not path.is_file():
+        raise ValidationError(
+            f"no validation results at {path}", hint="run `python -m aims_nb_utils validate-dq`"
+        )
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValidationError(
+            f"validation results {path} are not valid JSON: {exc}",
+            hint="run `python -m aims_nb_utils validate-dq` to rewrite them",
+        ) from None
+    if not isinstance(document, dict) or not isinstance(document.get("files"), (dict, list)):
+        raise ValidationError(f"validation results {path} have no 'files' section")
+    return document
+
+
+def record_metrics(settings: Settings, run: ValidationRun) -> None:
+    """Append the run's table, rule and column metrics to the state DB (trends across runs)."""
+    run_at = state.utc_now()
+    table_rows, rule_rows, column_rows = [], [], []
+    for table, result in run.tables.items():
+        seen: dict[str, int] = defaultdict(int)
+        dims = result.dimension_scores
+        table_rows.append(
+            {
+                "run_id": run.run_id,
+                "run_at": run_at,
+                "table_name": table,
+                "status": result.status,
+                "row_count": result.row_count,
+                "column_count": result.column_count,
+                "rules_total": result.statistics.get("evaluated_expectations"),
+                "rules_passed": result.statistics.get("successful_expectations"),
+                "quality_score": result.success_percentage,
+                "weighted_score": result.weighted_score,
+                **{d: dims.get(d) for d in DIMENSIONS},
+                "seconds": result.seconds,
+            }
+        )
+        for rule in result.rule_results:
+            seen[rule.rule_id] += 1  # the same rule written twice must not overwrite its twin
+            rule_id = (
+                rule.rule_id if seen[rule.rule_id] == 1 else f"{rule.rule_id}#{seen[rule.rule_id]}"
+            )
+            rule_rows.append(
+                {
+                    "run_id": run.run_id,
+                    "run_at": run_at,
+                    "table_name": table,
+                    "rule_id": rule_id,
+                    "expectation_type": rule.expectation_type,
+                    "column_name": rule.column,
+                    "severity": rule.severity,
+                    "dimension": rule.dimension,
+                    "success": int(rule.success),
+                    "element_count": rule.element_count,
+                    "unexpected_count": rule.unexpected_count,
+                    "unexpected_percent": rule.unexpected_percent,
+                }
+            )
+        for column, null_percent in result.column_null_percent.items():
+            column_rows.append(
+                {
+                    "run_id": run.run_id,
+                    "run_at": run_at,
+                    "table_name": table,
+                    "column_name": column,
+                    "null_percent": null_percent,
+                    "distinct_count": None,
+                }
+            )
+    db = settings.paths.state_db
+    state.record_table_metrics(db, table_rows)
+    state.record_rule_metrics(db, rule_rows)
+    state.record_column_metrics(db, column_rows)

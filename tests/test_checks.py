@@ -1,0 +1,250 @@
+"""Row-level rule semantics (checks.py): what a rule means for one row, without GX.
+
+Parity with GX's counts on the sample lake is proven in test_validation.py; here each rule's
+conventions are pinned on small, hand-checked data (every expected count is derivable by eye).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import make_settings
+
+from aims_nb_utils import checks
+from aims_nb_utils.errors import AimsError, BronzeReadError
+from aims_nb_utils.rules import Expectation
+
+PLACEHOLDERS = ["None", "NaT", "", " "]
+
+
+def rule(etype: str, **kwargs: object) -> Expectation:
+    meta = kwargs.pop("meta", {})
+    return Expectation(etype, dict(kwargs), dict(meta))  # type: ignore[arg-type]
+
+
+def mask(values: list[str | None], expectation: Expectation, **kw: object) -> list[bool]:
+    data = pa.table({"C": pa.array(values, type=pa.string())})
+    return checks.unexpected_mask(data, expectation, PLACEHOLDERS, **kw).tolist()  # type: ignore[arg-type]
+
+
+def test_placeholders_become_null_and_other_text_stays() -> None:
+    values = pa.array(["a", "None", None, " ", "NaT", "", "  x", "none"])
+    out = checks.normalize_nulls(values, PLACEHOLDERS).to_pylist()
+    assert out == ["a", None, None, None, None, None, "  x", "none"]
+
+
+def test_integer_looking_text_is_canonicalised_and_nothing_else() -> None:
+    values = pa.array(["13000015.0", "13000015", "-5.00", "1.5", "ABC.0", "7.0x", None, "0.0"])
+    out = checks.canonical_ids(values).to_pylist()
+    assert out == ["13000015", "13000015", "-5", "1.5", "ABC.0", "7.0x", None, "0"]
+
+
+def test_prepared_column_is_what_the_rule_compares() -> None:
+    values = pa.array(["13000015.0", "None", "12", "abc", None])
+    not_null = rule("expect_column_values_to_not_be_null", column="C")
+    unique = rule("expect_column_values_to_be_unique", column="C")
+    between = rule("expect_column_values_to_be_between", column="C", min_value=0)
+
+    text = checks.prepare_column(values, not_null, PLACEHOLDERS)
+    assert text.isna().tolist() == [False, True, False, False, True]
+    assert text.iloc[0] == "13000015.0"  # a plain text rule keeps the export's spelling
+    assert checks.prepare_column(values, unique, PLACEHOLDERS).iloc[0] == "13000015"
+    # an fk column is canonical for every rule (the spec or meta.kind says so)
+    assert checks.prepare_column(values, not_null, PLACEHOLDERS, kind="fk").iloc[0] == "13000015"
+    numbers = checks.prepare_column(values, between, PLACEHOLDERS)
+    assert numbers.dtype == np.float64
+    assert numbers.tolist()[:3] == [13000015.0, pytest.approx(np.nan, nan_ok=True), 12.0]
+    assert np.isnan(numbers.iloc[3])  # 'abc' is not a number: null here, the regex rule reports it
+
+
+def test_not_null_counts_placeholders_and_real_nulls() -> None:
+    expectation = rule("expect_column_values_to_not_be_null", column="C")
+    assert mask(["a", "None", None, " ", "b"], expectation) == [False, True, True, True, False]
+
+
+def test_unique_flags_every_occurrence_and_equates_float_formatted_ids() -> None:
+    expectation = rule("expect_column_values_to_be_unique", column="C")
+    values = ["13000015", "13000015.0", "7", None, None, "None", "8", "8"]
+    assert mask(values, expectation) == [True, True, False, False, False, False, True, True]
+
+
+def test_in_set_ignores_nulls_and_tolerates_placeholders_in_the_set() -> None:
+    expectation = rule(
+        "expect_column_values_to_be_in_set", column="C", value_set=["A", "B", "None", " "]
+    )
+    assert mask(["A", "C", None, "None", "b", "B"], expectation) == [
+        False,
+        True,
+        False,
+        False,
+        True,
+        False,
+    ]
+
+
+def test_in_set_on_an_id_column_compares_canonical_values() -> None:
+    expectation = rule(
+        "expect_column_values_to_be_in_set", column="C", value_set=["13000015", "2.0"]
+    )
+    values = ["13000015.0", "2", "3"]
+    assert mask(values, expectation) == [True, True, True]  # text column: spelling matters
+    assert mask(values, expectation, kind="fk") == [False, False, True]
+
+
+def test_referential_rule_uses_the_parent_values() -> None:
+    expectation = rule(
+        "expect_column_values_to_be_in_set",
+        column="C",
+        meta={"reference": {"table": "p", "column": "ID"}},
+    )
+    parent = pa.array(["1", "2", "13000015"])
+    assert mask(["13000015.0", "3", None, "2"], expectation, reference=parent) == [
+        False,
+        True,
+        False,
+        False,
+    ]
+    with pytest.raises(checks.RuleEvaluationError, match="needs the values of p.ID"):
+        mask(["1"], expectation)
+
+
+def test_lengths_count_characters_and_honour_strict_bounds() -> None:
+    loose = rule("expect_column_value_lengths_to_be_between", column="C", min_value=2, max_value=3)
+    strict = rule(
+        "expect_column_value_lengths_to_be_between",
+        column="C",
+        min_value=2,
+        max_value=3,
+        strict_max=True,
+    )
+    values = ["a", "ab", "abc", "abcd", "ééé", None]
+    assert mask(values, loose) == [True, False, False, True, False, False]
+    assert mask(values, strict) == [True, False, True, True, True, False]
+
+
+def test_regex_searches_like_gx_unless_anchored() -> None:
+    search = rule("expect_column_values_to_match_regex", column="C", regex=r"\d+")
+    anchored = rule("expect_column_values_to_match_regex", column="C", regex=r"^\d+$")
+    values = ["12", "a12", "abc", None]
+    assert mask(values, search) == [False, False, True, False]
+    assert mask(values, anchored) == [False, True, True, False]
+
+
+def test_between_reads_numbers_and_ignores_text_that_is_not_one() -> None:
+    expectation = rule("expect_column_values_to_be_between", column="C", min_value=0, max_value=10)
+    strict = rule("expect_column_values_to_be_between", column="C", min_value=0, strict_min=True)
+    values = ["-1", "0", "10.0", "10.5", "abc", "None", "1e1"]
+    assert mask(values, expectation) == [True, False, False, True, False, False, False]
+    assert mask(values, strict) == [True, True, False, False, False, False, False]
+
+
+def test_rules_that_cannot_be_masked_say_why() -> None:
+    data = pa.table({"C": pa.array(["a"])})
+    with pytest.raises(checks.RuleEvaluationError, match="column 'MISSING' is not in the data"):
+        checks.unexpected_mask(
+            data, rule("expect_column_values_to_not_be_null", column="MISSING"), PLACEHOLDERS
+        )
+    with pytest.raises(checks.RuleEvaluationError, match="table-level rule"):
+        checks.unexpected_mask(
+            data, rule("expect_table_row_count_to_be_between", min_value=1), PLACEHOLDERS
+        )
+    with pytest.raises(checks.RuleEvaluationError, match="cannot both be empty"):
+        checks.unexpected_mask(
+            data, rule("expect_column_value_lengths_to_be_between", column="C"), PLACEHOLDERS
+        )
+    assert issubclass(checks.RuleEvaluationError, AimsError)
+
+
+def test_column_kind_comes_from_meta_then_the_spec() -> None:
+    assert checks.column_kind("aims_assets", "ID") == "id"
+    assert checks.column_kind("aims_assets", "NOT_A_COLUMN") is None
+    assert checks.column_kind("not_a_table", "ID") is None
+    custom = rule("expect_column_values_to_be_unique", column="ID", meta={"kind": "text"})
+    assert checks.column_kind("aims_assets", "ID", custom) == "text"
+
+
+def _write_parent(path: Path, ids: list[str | None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.table({"ID": pa.array(ids, type=pa.string()), "X": pa.array(["x"] * len(ids))}), path
+    )
+
+
+def test_reference_values_are_distinct_canonical_and_reread_when_the_file_changes(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path)
+    parent = settings.paths.bronze_file("aims_parent")
+    _write_parent(parent, ["1", "1.0", "2", None, "None", "3"])
+    checks.clear_reference_cache()
+    values = checks.reference_values(settings, "aims_parent", "ID")
+    assert sorted(values.to_pylist()) == ["1", "2", "3"]
+
+    _write_parent(parent, ["9"])
+    later = time.time() + 5
+    os.utime(parent, (later, later))  # a rewrite within the same clock tick still counts
+    assert checks.reference_values(settings, "aims_parent", "ID").to_pylist() == ["9"]
+
+
+def test_reference_values_name_the_missing_file_or_column(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    with pytest.raises(BronzeReadError, match="aims_nothere.parquet"):
+        checks.reference_values(settings, "aims_nothere", "ID")
+    _write_parent(settings.paths.bronze_file("aims_parent"), ["1"])
+    with pytest.raises(BronzeReadError, match="has no column 'PARENT_ID'"):
+        checks.reference_values(settings, "aims_parent", "PARENT_ID")
+
+
+def test_masks_agree_with_a_plain_python_reading_of_the_rules() -> None:
+    """An independent, row-by-row oracle on random data with placeholders and float-formatted ids."""
+    rng = np.random.default_rng(3)
+    pool = np.array(
+        ["1", "2", "2.0", "13000015", "13000015.0", "None", " ", "abc", "12345", "-4", "7.5"]
+    )
+    values = [None if rng.random() < 0.05 else str(v) for v in rng.choice(pool, 400)]
+    data = pa.table({"C": pa.array(values, type=pa.string())})
+
+    def canon(v: str) -> str:
+        head, _, tail = v.partition(".")
+        return head if tail and set(tail) == {"0"} and head.lstrip("-").isdigit() else v
+
+    present = [None if v is None or v in PLACEHOLDERS else v for v in values]
+    ids = [None if v is None else canon(v) for v in present]
+    counts = {v: ids.count(v) for v in set(ids) if v is not None}
+
+    def number(v: str | None) -> float | None:
+        try:
+            return float(v) if v is not None else None
+        except ValueError:
+            return None
+
+    oracle = {
+        "expect_column_values_to_not_be_null": ([v is None for v in present], {}),
+        "expect_column_values_to_be_unique": ([v is not None and counts[v] > 1 for v in ids], {}),
+        "expect_column_values_to_be_in_set": (
+            [v is not None and v not in ("1", "abc") for v in present],
+            {"value_set": ["1", "abc"]},
+        ),
+        "expect_column_value_lengths_to_be_between": (
+            [v is not None and not 2 <= len(v) <= 5 for v in present],
+            {"min_value": 2, "max_value": 5},
+        ),
+        "expect_column_values_to_match_regex": (
+            [v is not None and not v.isdigit() for v in present],
+            {"regex": r"^\d+$"},
+        ),
+        "expect_column_values_to_be_between": (
+            [number(v) is not None and not 0 <= number(v) <= 100 for v in present],  # type: ignore[operator]
+            {"min_value": 0, "max_value": 100},
+        ),
+    }
+    for etype, (expected, kwargs) in oracle.items():
+        got = checks.unexpected_mask(data, rule(etype, column="C", **kwargs), PLACEHOLDERS)
+        assert got.tolist() == expected, etype
+        assert 0 < got.sum() < len(values), f"{etype}: the data must exercise both outcomes"
