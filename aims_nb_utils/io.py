@@ -23,6 +23,12 @@ _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,127}$")
 TEMP_MARKER = ".tmp-"
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def validate_table_name(name: str, origin: str = "table name") -> str:
     """Return ``name`` if it is a plain identifier, else raise (no '/', '..', spaces, ...)."""
     if not isinstance(name, str) or not _TABLE_NAME.match(name):
@@ -38,6 +44,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}{TEMP_MARKER}", dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600 files; lake files must be readable like any other file the user writes.
+    os.chmod(tmp, 0o666 & ~_current_umask())
     try:
         yield tmp
         with open(tmp, "rb") as handle:

@@ -59,3 +59,14 @@ def test_unreadable_file_error_names_table_file_and_fix(tmp_path: Path) -> None:
         read_bronze(tmp_path, "aims_links")
     message = str(err.value)
     assert "aims_links" in message and "aims_links.parquet" in message and "repair" in message
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        target = atomic_write_text(tmp_path / "results.json", "{}")
+    finally:
+        os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o644
