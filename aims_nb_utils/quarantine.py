@@ -1,0 +1,357 @@
+"""The row split: which Bronze rows go to quarantine, under which rule ids, and why in words.
+
+A row is quarantined when it breaks a rule whose ``Expectation.quarantines_rows`` is true (the
+masks are :func:`aims_nb_utils.checks.unexpected_mask`, the same semantics GX validates with, so
+the rows a rule quarantines are exactly its GX ``unexpected_count``), when a value cannot be typed
+for Silver (``cast(<COLUMN> as <kind>)``, see :mod:`aims_nb_utils.typing_rules`), or, for a table
+with an ``ID`` column, when the key is empty or duplicated (``silver_key_not_null(ID)`` /
+``silver_key_unique(ID)``: Silver is upserted by ID, so its IDs must be present and unique; these
+implicit rules only apply when the rule file has no quarantining rule of the same kind on ID).
+
+Rules come in two scopes. *Row* rules depend on the row alone. *Table* rules (uniqueness,
+cross-table references, the key rules) depend on other rows too, so ingestion evaluates them on the
+whole Bronze column even when it processes only the changed rows.
+
+Quarantine keeps the Bronze values as text, plus ``_dq_run_id``, ``_dq_failed_rules`` (the rule ids,
+as in rule files and validation results), ``_dq_reason`` (one sentence per broken rule, with the
+offending value) and ``_dq_row_hash`` (the content hash incremental loads compare).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import checks
+from .rules import TYPE_PATTERNS, Expectation, RuleFile
+from .typing_rules import KEY_COLUMN, ColumnType, ColumnView, column_view
+
+RUN_ID = "_dq_run_id"
+FAILED_RULES = "_dq_failed_rules"
+REASON = "_dq_reason"
+ROW_HASH = "_dq_row_hash"
+QUARANTINE_FIELDS = (
+    pa.field(RUN_ID, pa.string()),
+    pa.field(FAILED_RULES, pa.list_(pa.string())),
+    pa.field(REASON, pa.string()),
+    pa.field(ROW_HASH, pa.int64()),
+)
+SILVER_FIELDS = (pa.field(RUN_ID, pa.string()), pa.field(ROW_HASH, pa.int64()))
+KEY_NOT_NULL = f"silver_key_not_null({KEY_COLUMN})"
+KEY_UNIQUE = f"silver_key_unique({KEY_COLUMN})"
+VALUE_CHARS = 40  # a quoted value in a reason is cut here: reasons stay one readable line
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """One reason a row can be quarantined."""
+
+    rule_id: str
+    column: str
+    check: str  # expectation | cast | key_not_null | key_unique
+    scope: str  # row | table
+    before: str  # sentence text before the value
+    after: str  # sentence text after the value
+    show_value: bool = True
+    expectation: Expectation | None = None
+    kind: str | None = None  # column kind passed to checks (decides id canonicalisation)
+
+
+def _range(kwargs: Mapping[str, object]) -> str:
+    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
+    if lo is not None and hi is not None:
+        return f"{lo}-{hi}"
+    return f">= {lo}" if lo is not None else f"<= {hi}"
+
+
+def _expectation_rule(table: str, exp: Expectation) -> RowRule:
+    column = str(exp.column)
+    etype = exp.expectation_type
+    kind = checks.column_kind(table, column, exp)
+    scope = "table" if etype == "expect_column_values_to_be_unique" or exp.reference else "row"
+    show, after = True, "breaks the rule"
+    if etype == "expect_column_values_to_not_be_null":
+        show, after = False, "is empty"
+    elif etype == "expect_column_values_to_be_unique":
+        after = "is not unique in the table"
+    elif etype == "expect_column_values_to_be_in_set" and exp.reference is not None:
+        parent, parent_column = exp.reference
+        after = f"is not a {parent_column} of {parent}"
+    elif etype == "expect_column_values_to_be_in_set":
+        size = len(exp.kwargs.get("value_set") or [])
+        after = f"is not one of the {size} allowed values"
+    elif etype == "expect_column_value_lengths_to_be_between":
+        after = f"has a length outside {_range(exp.kwargs)}"
+    elif etype == "expect_column_values_to_match_regex":
+        value_type = exp.meta.get("value_type")
+        after = (
+            f"is not a valid {value_type}"
+            if value_type
+            else f"does not match {exp.kwargs.get('regex')}"
+        )
+    elif etype == "expect_column_values_to_be_between":
+        after = f"is outside {_range(exp.kwargs)}"
+    return RowRule(
+        exp.rule_id, column, "expectation", scope, f"{column} ", f" {after}", show, exp, kind
+    )
+
+
+def row_rules(
+    table: str,
+    rule_file: RuleFile | None,
+    types: Sequence[ColumnType],
+    present_columns: Sequence[str],
+) -> tuple[list[RowRule], list[str]]:
+    """The quarantining rules of a table, in rule-file order, then typing, then key rules.
+
+    Returns the rules and notes on rules that cannot apply (their column is not in this drop)."""
+    present = set(present_columns)
+    rules: list[RowRule] = []
+    notes: list[str] = []
+    seen: set[str] = set()
+    key_rules: set[str] = set()
+    for exp in rule_file.expectations if rule_file is not None else []:
+        if not exp.quarantines_rows:
+            continue
+        if exp.column not in present:
+            notes.append(f"rule {exp.rule_id} skipped: column {exp.column} is not in this drop")
+            continue
+        if exp.rule_id in seen:  # the same rule twice in a file counts once
+            continue
+        seen.add(exp.rule_id)
+        rules.append(_expectation_rule(table, exp))
+        if exp.column == KEY_COLUMN:
+            key_rules.add(exp.expectation_type)
+    for col_type in types:
+        if col_type.kind != "string" and col_type.column in present:
+            rules.append(
+                RowRule(
+                    col_type.rule_id,
+                    col_type.column,
+                    "cast",
+                    "row",
+                    f"{col_type.column} ",
+                    f" cannot be read as {col_type.kind}",
+                )
+            )
+    if KEY_COLUMN in present:
+        if "expect_column_values_to_not_be_null" not in key_rules:
+            rules.append(
+                RowRule(
+                    KEY_NOT_NULL,
+                    KEY_COLUMN,
+                    "key_not_null",
+                    "table",
+                    f"key {KEY_COLUMN} ",
+                    " is empty, so the row cannot be upserted",
+                    False,
+                )
+            )
+        if "expect_column_values_to_be_unique" not in key_rules:
+            rules.append(
+                RowRule(
+                    KEY_UNIQUE,
+                    KEY_COLUMN,
+                    "key_unique",
+                    "table",
+                    f"key {KEY_COLUMN} ",
+                    " occurs more than once in this drop",
+                )
+            )
+    return rules, notes
+
+
+def _null_result(rule: RowRule, reference: pa.Array | None) -> bool:
+    """What a rule says about a null value (GX: only the not-null rule flags it)."""
+    exp = rule.expectation
+    assert exp is not None
+    empty = checks.prepare_arrow(pa.array([None], pa.string()), exp, [], rule.kind)
+    return bool(checks.mask_prepared(empty, exp, reference, rule.kind)[0])
+
+
+def _duplicated(view: ColumnView, canonical: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Rows whose (canonical) value occurs more than once, from per-value canonical text."""
+    if view.codes is None:
+        return checks.duplicated_mask(canonical)
+    # Distinct raw values can share a canonical form ('5' and '5.0'): count canonical ids per row.
+    if isinstance(canonical, pa.ChunkedArray):
+        canonical = canonical.combine_chunks()
+    ids = np.asarray(
+        pc.fill_null(pc.dictionary_encode(canonical).indices, -1).to_numpy(zero_copy_only=False),
+        dtype=np.int64,
+    )
+    per_row = np.append(ids, -1)[view.codes]
+    present = per_row >= 0
+    counts = np.bincount(per_row[present], minlength=int(ids.max(initial=-1)) + 1)
+    mask = np.zeros(len(per_row), dtype=bool)
+    mask[present] = counts[per_row[present]] > 1
+    return mask
+
+
+def evaluate(
+    data: pa.Table,
+    rules: Sequence[RowRule],
+    placeholders: Sequence[str],
+    references: Mapping[str, pa.Array] | None = None,
+    cast_failures: Mapping[str, np.ndarray] | None = None,
+    views: dict[str, ColumnView] | None = None,
+    per_value: dict[int, np.ndarray] | None = None,
+    prepared: dict[tuple[str, str], pa.ChunkedArray] | None = None,
+) -> np.ndarray:
+    """Boolean matrix (rows x rules): True where a row breaks a rule.
+
+    Each column is null-normalised once (:func:`typing_rules.column_view`, distinct values when
+    it repeats) and prepared once per form (text, canonical ids, numbers); every rule on it is then
+    one ``checks.mask_prepared`` call on those values, expanded to rows: the same result as
+    ``checks.unexpected_mask`` rule by rule (every row-level rule but uniqueness is a function of
+    the value alone; uniqueness is counted over all rows). ``views`` may be shared with typing;
+    ``per_value`` (rule index -> None) receives those rules' masks aligned with the view's values;
+    ``prepared`` receives the prepared columns per (column, form), aligned likewise.
+    Cast rules read ``cast_failures`` (left False when None, to be filled in later). Evaluate
+    table-scope rules on whole columns only."""
+    matrix = np.zeros((data.num_rows, len(rules)), dtype=bool)
+    references = references or {}
+    views = {} if views is None else views
+    prepared = {} if prepared is None else prepared
+
+    def view_of(column: str) -> ColumnView:
+        if column not in views:
+            views[column] = column_view(data.column(column), placeholders)
+        return views[column]
+
+    for j, rule in enumerate(rules):
+        if rule.check == "cast":
+            if cast_failures is None:
+                continue
+            if rule.column not in cast_failures:
+                raise ValueError(f"no typing result for {rule.rule_id}")
+            matrix[:, j] = cast_failures[rule.column]
+            continue
+        view = view_of(rule.column)
+        if rule.check == "expectation":
+            exp = rule.expectation
+            assert exp is not None
+            key = (rule.column, checks.preparation(exp, rule.kind))
+            if key not in prepared:  # placeholders are already null: prepare with none
+                prepared[key] = checks.prepare_arrow(view.values, exp, [], rule.kind)
+            if exp.expectation_type == "expect_column_values_to_be_unique":
+                matrix[:, j] = _duplicated(view, prepared[key])
+                continue
+            reference = references.get(rule.rule_id)
+            values_mask = checks.mask_prepared(prepared[key], exp, reference, rule.kind)
+            if per_value is not None and j in per_value:
+                per_value[j] = values_mask
+            matrix[:, j] = view.expand(values_mask, _null_result(rule, reference))
+        else:
+            key = ("ID", checks.CANONICAL)
+            if key not in prepared:
+                prepared[key] = checks.canonical_ids(view.values)
+            if rule.check == "key_not_null":
+                empty = np.asarray(
+                    pc.is_null(prepared[key]).to_numpy(zero_copy_only=False), dtype=bool
+                )
+                matrix[:, j] = view.expand(empty, True)
+            else:
+                matrix[:, j] = _duplicated(view, prepared[key])
+    return matrix
+
+
+def type_pattern_rules(rules: Sequence[RowRule], types: Sequence[ColumnType]) -> dict[str, int]:
+    """column -> index of a rule that checks exactly ``rules.TYPE_PATTERNS`` of the column's Silver
+    kind: its mask already says which values cannot be typed, so typing can skip that regex."""
+    kinds = {t.column: t.kind for t in types}
+    found: dict[str, int] = {}
+    for j, rule in enumerate(rules):
+        exp = rule.expectation
+        if exp is None or exp.expectation_type != "expect_column_values_to_match_regex":
+            continue
+        kind = exp.meta.get("value_type")
+        if kind == kinds.get(rule.column) and exp.kwargs.get("regex") == TYPE_PATTERNS.get(kind):
+            found.setdefault(rule.column, j)
+    return found
+
+
+def _quoted(values: pa.Array) -> pa.Array:
+    short = pc.utf8_slice_codeunits(values, 0, VALUE_CHARS)
+    cut = pc.greater(pc.utf8_length(values), VALUE_CHARS)
+    short = pc.if_else(cut, pc.binary_join_element_wise(short, "...", ""), short)
+    quoted = pc.binary_join_element_wise("'", short, "'", "")
+    return pc.fill_null(quoted, "null")
+
+
+def quarantine_rows(
+    raw: pa.Table,
+    matrix: np.ndarray,
+    rules: Sequence[RowRule],
+    run_id: str,
+    row_hashes: np.ndarray,
+    table_reason: str | None = None,
+    table_rule_id: str | None = None,
+) -> pa.Table:
+    """Bronze rows (as text) plus the ``_dq_*`` columns. ``table_reason``/``table_rule_id`` head the
+    reason and rule list of every row when the whole drop is quarantined."""
+    n = raw.num_rows
+    rows_idx, rule_idx = np.nonzero(matrix)
+    pieces = []
+    for j, rule in enumerate(rules):
+        rows_j = rows_idx[rule_idx == j]
+        if not len(rows_j):
+            continue
+        if rule.show_value:
+            values = raw.column(rule.column).take(pa.array(rows_j)).combine_chunks()
+            values = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
+            text = pc.binary_join_element_wise(
+                rule.before, _quoted(values), f"{rule.after} [{rule.rule_id}]", ""
+            )
+        else:
+            text = pa.array([f"{rule.before.rstrip()}{rule.after} [{rule.rule_id}]"] * len(rows_j))
+        pieces.append(text)
+    order = np.lexsort((rows_idx, rule_idx))  # rule-major: the order ``pieces`` are concatenated in
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+    sentences = (pa.concat_arrays(pieces) if pieces else pa.array([], pa.string())).take(
+        pa.array(inverse)
+    )
+    ids = pa.array(np.array([r.rule_id for r in rules], dtype=object)[rule_idx], pa.string())
+    counts = np.bincount(rows_idx, minlength=n)
+    if table_reason is not None:
+        counts = counts + 1
+        heads = np.concatenate([[0], np.cumsum(counts)[:-1]])  # first slot of each row
+        slot = np.ones(int(counts.sum()), dtype=bool)
+        slot[heads] = False
+        ids = _interleave(ids, slot, table_rule_id or "table_verdict")
+        sentences = _interleave(sentences, slot, table_reason)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    failed = pa.ListArray.from_arrays(offsets, ids)
+    reasons = pc.binary_join(pa.ListArray.from_arrays(offsets, sentences), "; ")
+    extra = [
+        pa.array([run_id] * n, pa.string()),
+        failed,
+        reasons,
+        pa.array(np.asarray(row_hashes, dtype=np.int64)),
+    ]
+    arrays = [raw.column(c).combine_chunks() for c in raw.column_names] + extra
+    schema = pa.schema([*raw.schema, *QUARANTINE_FIELDS])
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _interleave(values: pa.Array, is_value: np.ndarray, head: str) -> pa.Array:
+    """``values`` placed where ``is_value`` is True, ``head`` everywhere else."""
+    pool = pa.concat_arrays([values.cast(pa.string()), pa.array([head], pa.string())])
+    index = np.where(is_value, np.cumsum(is_value) - 1, len(values))
+    return pool.take(pa.array(index))
+
+
+def quarantine_schema(bronze_schema: pa.Schema) -> pa.Schema:
+    return pa.schema([*bronze_schema, *QUARANTINE_FIELDS])
+
+
+def count_by_rule(quarantine: pa.Table) -> dict[str, int]:
+    """Rows per rule id in a quarantine table (a row breaking two rules counts for both)."""
+    flat = pc.list_flatten(quarantine.column(FAILED_RULES))
+    counts = pc.value_counts(flat)
+    return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
