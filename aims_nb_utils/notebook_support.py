@@ -199,6 +199,7 @@ def profiling_metrics(run: Any, rule_files: Mapping[str, Any]) -> dict[str, Any]
     return {
         "files_profiled": len(profiled),
         "configs_generated": len(run.written),
+        "configs_unchanged": len(getattr(run, "unchanged", [])),
         "configs_kept": len(run.kept),
         "errors": len(run.errors),
         "error_tables": dict(run.errors),

@@ -74,6 +74,9 @@ KEYS: dict[str, _Key] = {
     ),
     "drift_policy": _Key("choice", "evolve", "default schema-drift policy", choices=DRIFT_POLICIES),
     "drift_policies": _Key("mapping", {}, "per-table schema-drift policy overrides"),
+    "drift_row_count_threshold": _Key(
+        "percent", 20.0, "row-count change between runs (%) that the drift report flags"
+    ),
     "notebook_timeout_seconds": _Key(
         "int", 3600, "per-notebook timeout (papermill/Fabric)", minimum=1
     ),
