@@ -29,12 +29,12 @@ import json
 import resource
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import psutil  # installed with ipykernel (a dependency of the package)
+from benchlib import PeakMemory
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -42,48 +42,6 @@ sys.path.insert(0, str(REPO))
 TARGET_SECONDS = 30.0
 TARGET_RATIO = 3.0
 TARGET_PEAK_GIB = 4.0
-
-
-class PeakMemory:
-    """Peak RSS of this process tree, sampled in a background thread."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._root = psutil.Process()
-
-    def _tree_rss(self) -> int:
-        total = 0
-        try:
-            processes = [self._root, *self._root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        for process in processes:
-            try:
-                # PSS: pages shared by forked workers count once, not once per process
-                info = process.memory_full_info()
-                total += getattr(info, "pss", info.rss)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree_rss())
-            self._stop.wait(self.interval)
-
-    def reset(self) -> None:
-        self.peak = self._tree_rss()
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def cpu_seconds() -> float:

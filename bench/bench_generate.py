@@ -4,65 +4,26 @@
     python bench/bench_generate.py --scale 0.1 --out data/bronze --keep
 
 Peak memory is the process's ru_maxrss (the generator runs in this process only), cross-checked
-by a sampling thread that sums the resident memory of this process and its children.
+by a sampling thread that sums the memory (PSS) of this process and its children.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # allow `python bench/bench_generate.py` from a checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchlib import PeakMemory  # noqa: E402
+
 from aims_nb_utils.sample_data import DefectRates, generate_lake  # noqa: E402
-
-
-def _rss_tree_bytes(pid: int) -> int:
-    """Resident bytes of ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
-    total = 0
-    pending = [pid]
-    seen: set[int] = set()
-    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-    while pending:
-        p = pending.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            with open(f"/proc/{p}/statm") as fh:
-                total += int(fh.read().split()[1]) * page
-            with open(f"/proc/{p}/task/{p}/children") as fh:
-                pending.extend(int(c) for c in fh.read().split())
-        except (OSError, ValueError):
-            continue
-    return total
-
-
-class _Sampler(threading.Thread):
-    def __init__(self, interval: float = 0.2) -> None:
-        super().__init__(daemon=True)
-        self.interval = interval
-        self.peak = 0
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, _rss_tree_bytes(os.getpid()))
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> int:
-        self._stop_event.set()
-        self.join()
-        return self.peak
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,21 +39,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = args.out or Path(tempfile.mkdtemp(prefix="aims_bench_"))
-    sampler = _Sampler()
-    sampler.start()
     started = time.perf_counter()
     try:
-        report = generate_lake(
-            out,
-            scale=args.scale,
-            seed=args.seed,
-            clean=args.clean,
-            corrupt=args.corrupt,
-            rates=DefectRates(),
-            progress=args.progress,
-        )
+        with PeakMemory(interval=0.2) as memory:
+            report = generate_lake(
+                out,
+                scale=args.scale,
+                seed=args.seed,
+                clean=args.clean,
+                corrupt=args.corrupt,
+                rates=DefectRates(),
+                progress=args.progress,
+            )
         seconds = time.perf_counter() - started
-        sampled_peak = sampler.stop()
+        sampled_peak = memory.peak
         maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         size = sum(p.stat().st_size for p in out.glob("*.parquet"))
         figures = {
@@ -107,8 +67,6 @@ def main(argv: list[str] | None = None) -> int:
             "folder": str(out),
         }
     finally:
-        if sampler.is_alive():
-            sampler.stop()
         if args.out is None and not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     if args.json:

@@ -27,59 +27,17 @@ import argparse
 import json
 import shutil
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+from benchlib import GIB, PeakMemory
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 TARGET_SECONDS = 60.0
 TARGET_PEAK_GIB = 4.0
-GIB = 2**30
-
-
-class PeakMemory:
-    """Peak PSS of this process tree, sampled in a background thread while the block runs."""
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._root = psutil.Process()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _tree(self) -> int:
-        try:
-            processes = [self._root, *self._root.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            return 0
-        total = 0
-        for process in processes:
-            try:
-                info = process.memory_full_info()
-                total += getattr(info, "pss", info.rss)
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue
-        return total
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._tree())
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self.peak = self._tree()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._tree())
 
 
 def _timed(label: str, action: Any) -> tuple[Any, float, int]:

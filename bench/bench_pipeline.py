@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # installed with ipykernel (a dependency of the package)
+from benchlib import tree_memory
 
 REPO = Path(__file__).resolve().parents[1]
 STARTED = re.compile(r"^\[(\d+)/(\d+)\] (\w+) \(.*\) started")
@@ -72,20 +73,6 @@ def reset_state(home: Path) -> None:
         shutil.rmtree(home / relative, ignore_errors=True)
 
 
-def tree_rss(process: psutil.Process) -> int:
-    total = 0
-    try:
-        members = [process, *process.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0
-    for member in members:
-        try:
-            total += member.memory_info().rss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return total
-
-
 def run_benchmark(home: Path, extra: list[str], interval: float) -> dict[str, Any]:
     command = [sys.executable, str(REPO / "run_all.py"), "--home", str(home), *extra]
     print("$ " + " ".join(command), flush=True)
@@ -113,7 +100,7 @@ def run_benchmark(home: Path, extra: list[str], interval: float) -> dict[str, An
     reader = threading.Thread(target=read_output, daemon=True)
     reader.start()
     while proc.poll() is None:
-        rss = tree_rss(watched)
+        rss = tree_memory(watched)
         phase = current["phase"]
         peaks[phase] = max(peaks.get(phase, 0), rss)
         time.sleep(interval)
@@ -160,7 +147,7 @@ def print_report(result: dict[str, Any]) -> None:
         )
     print(
         f"total: {result['wall_seconds']}s wall, run status {log.get('status')}, exit code "
-        f"{result['exit_code']}, peak RSS {result['peak_rss_mb']} MB (process tree)"
+        f"{result['exit_code']}, peak memory {result['peak_rss_mb']} MB (process tree)"
     )
 
 
