@@ -273,6 +273,26 @@ def reference_values(settings: Settings, table: str, column: str) -> pa.Array:
     return values
 
 
+# --- membership -----------------------------------------------------------------------------------
+
+# Building Arrow's hash table of a 2.2M-value parent column costs ~0.4 s, and pc.is_in builds it on
+# every call (once per rule, batch and worker). When the values looked up are much fewer than the
+# allowed ones, the parent values are probed against the (small) distinct values instead, and only
+# the parent values found make up the set: the same answer for a fraction of the work.
+REVERSE_LOOKUP_MIN = 65_536
+
+
+def is_in(values: ArrowValues, allowed: pa.Array) -> ArrowValues:
+    """``pc.is_in(values, value_set=allowed)`` (same types; ``allowed`` without nulls), with the
+    hash table built on the smaller side when ``allowed`` is large (see REVERSE_LOOKUP_MIN)."""
+    if len(allowed) >= REVERSE_LOOKUP_MIN and len(values) * 4 <= len(allowed):
+        distinct = pc.unique(values)
+        if isinstance(distinct, pa.ChunkedArray):
+            distinct = distinct.combine_chunks()
+        allowed = allowed.filter(pc.is_in(allowed, value_set=pc.drop_null(distinct)))
+    return pc.is_in(values, value_set=allowed)
+
+
 # --- masks ---------------------------------------------------------------------------------------
 
 
@@ -355,7 +375,7 @@ def mask_prepared(
             allowed = pa.array(value_set, type=pa.string())
         if allowed.type != prepared.type:
             allowed = allowed.cast(prepared.type)
-        return present & ~_bool(pc.is_in(prepared, value_set=allowed))
+        return present & ~_bool(is_in(prepared, pc.drop_null(allowed)))
     if etype == "expect_column_value_lengths_to_be_between":
         return present & _outside(pc.utf8_length(prepared), kwargs, rule_id)
     if etype == "expect_column_values_to_match_regex":
