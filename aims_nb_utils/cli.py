@@ -339,18 +339,23 @@ def _cmd_dq_model(args: argparse.Namespace) -> int:
 # --- profile, adjust-thresholds (profiling.py, rules.py) ----------------------------------------
 
 
-def _profile_args(p: argparse.ArgumentParser) -> None:
+def add_run_scope(p: argparse.ArgumentParser, verb: str) -> None:
+    """--tables, --sample-size, --max-workers, --run-id: how much of the lake a run covers."""
     p.add_argument("--tables", nargs="+", default=None, help="only these tables (default: all)")
     p.add_argument(
-        "--sample-size", type=int, default=None, help="profile only the first N rows (default: all)"
+        "--sample-size", type=int, default=None, help=f"{verb} only the first N rows (default: all)"
     )
+    p.add_argument("--max-workers", type=int, default=None, help="parallel processes")
+    p.add_argument("--run-id", default=None, help="run id to record (default: a new one)")
+
+
+def _profile_args(p: argparse.ArgumentParser) -> None:
+    add_run_scope(p, "profile")
     p.add_argument(
         "--force",
         action="store_true",
         help="also replace rule files a person edited (each is first copied to <file>.bak-<time>)",
     )
-    p.add_argument("--max-workers", type=int, default=None, help="parallel processes")
-    p.add_argument("--run-id", default=None, help="run id to record (default: a new one)")
 
 
 @command(
@@ -375,7 +380,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     )
     print_table(summary_rows(run), ["table", "rows", "columns", "rules", "outcome", "file"])
     print(
-        f"\n{len(run.written)} written, {len(run.kept)} kept, {len(run.errors)} error(s) "
+        f"\n{len(run.written)} written, {len(run.unchanged)} unchanged, {len(run.kept)} kept, "
+        f"{len(run.errors)} error(s) "
         f"in {run.seconds:.1f}s; {len(run.foreign_keys)} references found; rules in "
         f"{settings.paths.rules}"
     )
@@ -435,15 +441,7 @@ def _cmd_adjust_thresholds(args: argparse.Namespace) -> int:
 
 def _validate_dq_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules-dir", default=None, help="folder of rule files (default: paths.rules)")
-    p.add_argument("--tables", nargs="+", default=None, help="only these tables (default: all)")
-    p.add_argument(
-        "--sample-size",
-        type=int,
-        default=None,
-        help="validate only the first N rows (default: all)",
-    )
-    p.add_argument("--max-workers", type=int, default=None, help="parallel processes")
-    p.add_argument("--run-id", default=None, help="run id to record (default: a new one)")
+    add_run_scope(p, "validate")
 
 
 @command(

@@ -543,7 +543,11 @@ def test_cli_profile_prints_a_summary_and_what_it_kept(fresh_home: Path, capsys)
     assert cli.main([*args, "--max-workers", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"aims_routes\s+\d+\s+\d+\s+\d+\s+written", out)
-    assert "2 written, 0 kept, 0 error(s)" in out
+    assert "2 written, 0 unchanged, 0 kept, 0 error(s)" in out
+    assert cli.main([*args, "--max-workers", "1"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"aims_phases\s+\d+\s+\d+\s+\d+\s+unchanged", out)
+    assert "0 written, 2 unchanged, 0 kept, 0 error(s)" in out
     path = make_settings(fresh_home).paths.rule_file("aims_routes")
     path.write_text(path.read_text().replace("generated_by: aims_nb_utils.profiling", "x: 1", 1))
     assert cli.main([*args, "--max-workers", "1"]) == 0
