@@ -197,21 +197,7 @@ def _asset_kpis(rows: _Rows, settings: Settings, notes: list[str]) -> None:
                 "ASSET_ID": fact.column("ASSET_ID"),
             }
         )
-        counted = keyed.group_by(["member_id", "member"], use_threads=False).aggregate(
-            [("ASSET_ID", "count_distinct")]
-        )
-        counted = counted.take(
-            pc.sort_indices(
-                counted,
-                sort_keys=[("ASSET_ID_count_distinct", "descending"), ("member", "ascending")],
-            )
-        )
-        for member_id, member, count in zip(
-            counted.column("member_id").to_pylist(),
-            counted.column("member").to_pylist(),
-            counted.column("ASSET_ID_count_distinct").to_pylist(),
-            strict=True,
-        ):
+        for member_id, member, count in _ranked_members(keyed, distinct="ASSET_ID"):
             rows.add(
                 "asset_inventory",
                 kpi,
@@ -315,6 +301,26 @@ def _milestone_kpis(rows: _Rows, settings: Settings, notes: list[str], now: date
         )
 
 
+def _ranked_members(
+    keyed: pa.Table, distinct: str | None = None
+) -> list[tuple[int | None, str, int]]:
+    """(member_id, member, count) per member, largest first: rows, or distinct ``distinct`` values."""
+    aggregate = [(distinct, "count_distinct")] if distinct else [([], "count_all")]
+    counted = keyed.group_by(["member_id", "member"], use_threads=False).aggregate(aggregate)
+    count_column = f"{distinct}_count_distinct" if distinct else "count_all"
+    counted = counted.take(
+        pc.sort_indices(counted, sort_keys=[(count_column, "descending"), ("member", "ascending")])
+    )
+    return list(
+        zip(
+            counted.column("member_id").to_pylist(),
+            counted.column("member").to_pylist(),
+            counted.column(count_column).to_pylist(),
+            strict=True,
+        )
+    )
+
+
 def _count_by(
     rows: _Rows,
     data: pa.Table,
@@ -331,18 +337,7 @@ def _count_by(
             "member": pc.fill_null(label, gold.UNKNOWN_LABEL),
         }
     )
-    counted = keyed.group_by(["member_id", "member"], use_threads=False).aggregate(
-        [([], "count_all")]
-    )
-    counted = counted.take(
-        pc.sort_indices(counted, sort_keys=[("count_all", "descending"), ("member", "ascending")])
-    )
-    for member_id, member, count in zip(
-        counted.column("member_id").to_pylist(),
-        counted.column("member").to_pylist(),
-        counted.column("count_all").to_pylist(),
-        strict=True,
-    ):
+    for member_id, member, count in _ranked_members(keyed):
         rows.add(
             "non_compliance",
             kpi,

@@ -408,11 +408,8 @@ class _Part:
 
 def _clean_value(value: Any) -> Any:
     """JSON-safe, bounded: NaN -> None, numpy scalars -> Python, long text cut."""
+    value = _number(value)
     if value is None:
-        return None
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, str) and len(value) > VALUE_TEXT_MAX:
         return value[:VALUE_TEXT_MAX] + "..."

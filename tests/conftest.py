@@ -12,6 +12,20 @@ from aims_nb_utils.settings import Settings, load_settings
 
 TEST_SCALE = 0.003  # ~45k rows: big enough for every defect kind, small enough for seconds
 TEST_SEED = 7
+# The seed's PIPELINE_CONFIG keys, written out here so tests check the product against the seed.
+SEED_KEYS = frozenset(
+    {
+        "run_profiling",
+        "run_ingestion",
+        "run_monitoring",
+        "run_dq_modeling",
+        "run_bi_analytics",
+        "force_reprocess",
+        "dq_threshold",
+        "max_workers",
+        "continue_on_error",
+    }
+)
 REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 

@@ -19,7 +19,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_settings
+from conftest import SEED_KEYS, make_settings
 from nbformat.v4 import new_code_cell, new_notebook
 
 from aims_nb_utils import notebook_support as nbs
@@ -28,17 +28,6 @@ from aims_nb_utils.notebook_support import record_phase_metrics
 from aims_nb_utils.settings import KEYS
 
 REPO = Path(__file__).resolve().parents[1]
-SEED_KEYS = {
-    "run_profiling",
-    "run_ingestion",
-    "run_monitoring",
-    "run_dq_modeling",
-    "run_bi_analytics",
-    "force_reprocess",
-    "dq_threshold",
-    "max_workers",
-    "continue_on_error",
-}
 
 
 def write_phase_notebook(folder: Path, phase: orch.Phase, behaviour: str = "ok") -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import SEED_KEYS
 
 from aims_nb_utils.errors import SettingsError
 from aims_nb_utils.settings import KEYS, load_settings
@@ -19,18 +20,7 @@ def write_yaml(home: Path, text: str) -> Path:
 
 def test_defaults_hold_every_seed_key_and_derive_paths(tmp_path: Path) -> None:
     settings = load_settings(env={}, home=tmp_path)
-    for key in (
-        "run_profiling",
-        "run_ingestion",
-        "run_monitoring",
-        "run_dq_modeling",
-        "run_bi_analytics",
-        "force_reprocess",
-        "dq_threshold",
-        "max_workers",
-        "continue_on_error",
-    ):
-        assert key in settings.pipeline_config()
+    assert SEED_KEYS <= set(settings.pipeline_config())
     assert settings.dq_threshold == 85.0
     assert settings.sample_size is None  # full data by default
     assert settings.null_placeholders == ["None", "NaT", "", " "]
