@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import checks, state
@@ -86,6 +87,10 @@ PARTIAL_LIST_MAX = 20
 VALUE_TEXT_MAX = 200  # characters kept of one unexpected value in results
 STATUSES = ("PASSED", "FAILED", "SKIPPED", "ERROR")
 REFERENCE_EXPECTATION = "expect_column_values_to_be_in_reference_set"
+# Row-level rules whose GX metric looks at nulls; every other one is computed by GX on the
+# column's non-null values only (GX filters them out per rule, a full copy of the column each
+# time: we hand it the filtered column once instead, see the module docstring).
+_RULES_THAT_SEE_NULLS = frozenset({"expect_column_values_to_not_be_null"})
 SPLIT_TASKS_PER_WORKER = 3  # a table costing more than 1/(workers*3) of the run is split
 
 _GX_CLASS_NAMES = {
@@ -429,7 +434,7 @@ def _exception_message(evr: Any) -> str | None:
 
 
 def _number(value: Any) -> Any:
-    if value is None:
+    if value is None or value is pd.NA:
         return None
     if isinstance(value, np.generic):
         value = value.item()
@@ -494,12 +499,31 @@ def _gx_kwargs(
     return rule, kwargs
 
 
-def _schema_frame(columns: Sequence[str], rows: int) -> pd.DataFrame:
-    """All the table's columns at full length, backed by zero-byte Arrow null arrays."""
+def _schema_frame(
+    columns: Sequence[str], rows: int, presence: dict[str, pa.ChunkedArray] | None = None
+) -> pd.DataFrame:
+    """All the table's columns at full length: zero-byte Arrow null arrays, except the columns in
+    ``presence`` (a boolean per row, null where the value is null: what not-null rules see)."""
     nulls = pd.arrays.ArrowExtensionArray(pa.chunked_array([pa.nulls(rows)], type=pa.null()))
-    frame = pd.DataFrame({i: pd.Series(nulls, copy=False) for i in range(len(columns))}, copy=False)
+    presence = presence or {}
+    frame = pd.DataFrame(
+        {
+            i: pd.Series(
+                pd.arrays.ArrowExtensionArray(presence[name]) if name in presence else nulls,
+                copy=False,
+            )
+            for i, name in enumerate(columns)
+        },
+        copy=False,
+    )
     frame.columns = list(columns)
     return frame
+
+
+def _presence(values: pa.ChunkedArray) -> pa.ChunkedArray:
+    """True where a value is present, null where it is null: a column's nulls in n/8 bytes."""
+    valid = pc.is_valid(values)
+    return pc.if_else(valid, valid, pa.scalar(None, type=pa.bool_()))
 
 
 def _run_gx(
@@ -509,10 +533,12 @@ def _run_gx(
     file_name: str,
     out: dict[int, RuleResult],
     exists: list[tuple[int, Expectation]] | None = None,
+    element_count: int | None = None,
 ) -> None:
     """Validate ``items`` (index, rule, gx rule, kwargs) on ``frame``; bad kwargs fail one rule.
 
-    ``exists`` are the expect_column_to_exist rules answered by the COLUMNS_PROBE item."""
+    ``exists`` are the expect_column_to_exist rules answered by the COLUMNS_PROBE item;
+    ``element_count`` is the column's full length when ``frame`` holds only its non-null values."""
     built: list[Any] = []
     rules: dict[int, Expectation] = {}
     for index, rule, gx_rule, kwargs in items:
@@ -530,6 +556,8 @@ def _run_gx(
             _exists_results(evr, exists or [], file_name, out)
         else:
             out[index] = _from_gx(rules[index], index, evr, file_name)
+            if element_count is not None and out[index].element_count is not None:
+                out[index].element_count = element_count
 
 
 COLUMNS_PROBE = -1  # rule_index of the one columns expectation that answers every exists rule
@@ -624,13 +652,10 @@ def _validate_part_inner(
                 part.results[index] = _failed(rule, index, str(exc))
                 continue
             table_items.append((index, rule, gx_rule, kwargs))
-
     if exists:
         table_items.append(_exists_probe([str(rule.column) for _, rule in exists]))
-    if table_items:
-        frame = _schema_frame(layout.columns, layout.rows)
-        _run_gx(runner, frame, table_items, file_name, part.results, exists)
 
+    presence: dict[str, pa.ChunkedArray] = {}
     reader = _Reader(settings, layout, sample_size, data)
     for column in [c for c in layout.columns if c in by_column]:
         raw = reader.column(column)
@@ -647,7 +672,11 @@ def _validate_part_inner(
             except AimsError as exc:
                 part.results[index] = _failed(rule, index, str(exc))
                 continue
-            groups[checks.preparation(rule, kind)].append((index, rule, gx_rule, kwargs))
+            if rule.expectation_type in _RULES_THAT_SEE_NULLS:
+                presence[column] = _presence(text)
+                table_items.append((index, rule, gx_rule, kwargs))
+            else:
+                groups[checks.preparation(rule, kind)].append((index, rule, gx_rule, kwargs))
         for form, items in groups.items():
             if form == checks.CANONICAL:
                 prepared = checks.canonical_ids(text)
@@ -655,10 +684,16 @@ def _validate_part_inner(
                 prepared = checks.to_numbers(text)
             else:
                 prepared = text
+            if prepared.null_count:
+                prepared = prepared.drop_null()
             frame = pd.DataFrame({column: checks.to_series(prepared)}, copy=False)
-            _run_gx(runner, frame, items, file_name, part.results)
+            _run_gx(runner, frame, items, file_name, part.results, element_count=len(text))
             del frame, prepared
         del text
+
+    if table_items:
+        frame = _schema_frame(layout.columns, layout.rows, presence)
+        _run_gx(runner, frame, table_items, file_name, part.results, exists)
 
 
 # --- verdict ------------------------------------------------------------------------------------
