@@ -93,6 +93,24 @@ def normalize_nulls(values: ArrowValues, placeholders: Sequence[str]) -> pa.Chun
     return pc.if_else(hits, pa.scalar(None, type=values.type), values)
 
 
+def present_values(
+    values: ArrowValues, placeholders: Sequence[str]
+) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
+    """The column's values that are neither null nor a placeholder, in row order, and the row
+    mask of those (None when every row holds a value).
+
+    What GX's row rules other than not-null look at: GX drops the nulls itself, one copy of the
+    column per rule, unless the column it is given holds none."""
+    values = as_text(values)
+    present = pc.is_valid(values)
+    if placeholders and len(values):
+        placeholder = pc.is_in(values, value_set=pa.array(list(placeholders), type=values.type))
+        present = pc.and_not(present, placeholder)
+    if pc.all(present).as_py() is not False:
+        return values, None
+    return values.filter(present), present
+
+
 def canonical_ids(values: ArrowValues) -> pa.ChunkedArray:
     """'13000015.0' -> '13000015' for integer-looking text; everything else unchanged.
 

@@ -270,7 +270,11 @@ def type_pattern_rules(rules: Sequence[RowRule], types: Sequence[ColumnType]) ->
         if exp is None or exp.expectation_type != "expect_column_values_to_match_regex":
             continue
         kind = exp.meta.get("value_type")
-        if kind == kinds.get(rule.column) and exp.kwargs.get("regex") == TYPE_PATTERNS.get(kind):
+        pattern = TYPE_PATTERNS.get(kind)
+        # files profiled before the patterns were written with [0-9] say \d: the same in Arrow
+        if kind == kinds.get(rule.column) and pattern is not None and (
+            exp.kwargs.get("regex") in (pattern, pattern.replace("[0-9]", r"\d"))
+        ):
             found.setdefault(rule.column, j)
     return found
 

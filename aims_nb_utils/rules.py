@@ -350,10 +350,12 @@ def adjust_thresholds_text(text: str, new_values: dict[str, float]) -> str:
 # Text patterns for type conformance of values stored as text (Bronze keeps every column as text).
 # Profiling writes them as expect_column_values_to_match_regex with meta.value_type; typing into
 # Silver accepts exactly what these accept, so a value that passes here never fails to cast.
+# [0-9] rather than \d: the same in RE2 (Arrow), ASCII digits only in Python's re too, and pandas
+# scans a whole column for non-ASCII text before every \d regex GX runs (pyarrow vs re fallback).
 TYPE_PATTERNS: dict[str, str] = {
-    "integer": r"^-?\d+(\.0+)?$",
-    "decimal": r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$",
-    "date": r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])([ T]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d+)?)?)?$",
+    "integer": r"^-?[0-9]+(\.0+)?$",
+    "decimal": r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$",
+    "date": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?)?$",
     "boolean": r"^(0|-1|1|0\.0|-1\.0|1\.0|Yes|No|YES|NO|yes|no|True|False|true|false)$",
 }
 TRUE_STRINGS = frozenset({"-1", "1", "-1.0", "1.0", "Yes", "YES", "yes", "True", "true"})

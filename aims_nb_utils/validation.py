@@ -520,10 +520,11 @@ def _schema_frame(
     return frame
 
 
-def _presence(values: pa.ChunkedArray) -> pa.ChunkedArray:
-    """True where a value is present, null where it is null: a column's nulls in n/8 bytes."""
-    valid = pc.is_valid(values)
-    return pc.if_else(valid, valid, pa.scalar(None, type=pa.bool_()))
+def _presence(present_rows: pa.ChunkedArray | None, rows: int) -> pa.ChunkedArray:
+    """True where a row holds a value, null where it does not: a column's nulls in n/8 bytes."""
+    if present_rows is None:
+        return pa.chunked_array([pa.array(np.ones(rows, dtype=bool))], type=pa.bool_())
+    return pc.if_else(present_rows, True, pa.scalar(None, type=pa.bool_()))
 
 
 def _run_gx(
@@ -659,9 +660,10 @@ def _validate_part_inner(
     reader = _Reader(settings, layout, sample_size, data)
     for column in [c for c in layout.columns if c in by_column]:
         raw = reader.column(column)
-        text = checks.normalize_nulls(raw, placeholders)
+        rows = len(raw)
+        text, present_rows = checks.present_values(raw, placeholders)
         del raw
-        part.null_percent[column] = 100.0 * text.null_count / len(text) if len(text) else 0.0
+        part.null_percent[column] = 100.0 * (rows - len(text)) / rows if rows else 0.0
         groups: dict[str, list[tuple[int, Expectation, Expectation, dict[str, Any]]]] = defaultdict(
             list
         )
@@ -673,7 +675,7 @@ def _validate_part_inner(
                 part.results[index] = _failed(rule, index, str(exc))
                 continue
             if rule.expectation_type in _RULES_THAT_SEE_NULLS:
-                presence[column] = _presence(text)
+                presence[column] = _presence(present_rows, rows)
                 table_items.append((index, rule, gx_rule, kwargs))
             else:
                 groups[checks.preparation(rule, kind)].append((index, rule, gx_rule, kwargs))
@@ -684,12 +686,12 @@ def _validate_part_inner(
                 prepared = checks.to_numbers(text)
             else:
                 prepared = text
-            if prepared.null_count:
+            if prepared.null_count:  # text no number can be read from
                 prepared = prepared.drop_null()
             frame = pd.DataFrame({column: checks.to_series(prepared)}, copy=False)
-            _run_gx(runner, frame, items, file_name, part.results, element_count=len(text))
+            _run_gx(runner, frame, items, file_name, part.results, element_count=rows)
             del frame, prepared
-        del text
+        del text, present_rows
 
     if table_items:
         frame = _schema_frame(layout.columns, layout.rows, presence)
