@@ -16,7 +16,7 @@ work. In one process it then times:
 4. with ``--legacy``: ``validate_tables`` over the legacy rule files.
 
 Peak memory is the proportional set size (PSS: a page shared by forked workers counts once)
-summed over this process and every child (worker pools), sampled every 50 ms in a thread. CPU
+summed over this process and every child (worker pools), sampled every 0.25 s in a thread. CPU
 seconds (this process + reaped children) are printed beside wall seconds: on a shared machine
 wall time depends on the neighbours, CPU time much less. Targets at scale 1.0: profile + validate <= 30 s,
 <= 3x the scan, peak <= 4 GiB.

@@ -17,7 +17,7 @@ and state in ``--home`` are cleared first. In one process it then times:
 3. again: ``ingest_tables(settings)`` on the unchanged lake (the incremental fast path).
 
 Peak memory is the proportional set size (PSS) summed over this process and its children (the
-worker pools), sampled every 50 ms in a thread. Targets at scale 1.0 on 2 cores: ingest-all
+worker pools), sampled every 0.25 s in a thread. Targets at scale 1.0 on 2 cores: ingest-all
 <= 60 s and <= 4 GiB.
 """
 
