@@ -243,6 +243,7 @@ def clear_reference_cache() -> None:
     """Forget cached parent value sets (tests; long-lived notebooks after Bronze changed)."""
     with _REFERENCE_LOCK:
         _REFERENCE_CACHE.clear()
+        _INTEGER_FORMS.clear()
 
 
 def reference_values(settings: Settings, table: str, column: str) -> pa.Array:
@@ -300,9 +301,52 @@ def reference_values(settings: Settings, table: str, column: str) -> pa.Array:
 REVERSE_LOOKUP_MIN = 65_536
 
 
+# Between two large key columns (4.2M child ids looked up in 2.2M parent ids) hashing text costs
+# twice what hashing the same ids as int64 does, conversions included. Keys are compared as
+# integers only when every value on both sides is exactly the decimal text of its integer.
+INTEGER_LOOKUP_MIN = 65_536
+_INTEGER_FORMS: dict[int, tuple[pa.Array, pa.Array | None]] = {}
+_INTEGER_FORMS_MAX = 16
+
+
+def integer_form(values: ArrowValues) -> ArrowValues | None:
+    """int64 of text whose every value is the canonical decimal form of an int64 ('12', '-5';
+    not '012', '+5', '1.0', ' 5'), else None. Equal texts <=> equal integers, so membership and
+    duplicates computed on the integers are those of the text."""
+    if not _is_text_type(values.type):
+        return None
+    try:
+        integers = pc.cast(values, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if pc.all(pc.equal(pc.cast(integers, values.type), values)).as_py() is False:
+        return None
+    return integers
+
+
+def _allowed_integers(allowed: pa.Array) -> pa.Array | None:
+    """:func:`integer_form` of a parent value set, once per set object in this process."""
+    with _REFERENCE_LOCK:
+        hit = _INTEGER_FORMS.get(id(allowed))
+    if hit is not None and hit[0] is allowed:
+        return hit[1]
+    integers = integer_form(allowed)
+    with _REFERENCE_LOCK:
+        if len(_INTEGER_FORMS) >= _INTEGER_FORMS_MAX:
+            _INTEGER_FORMS.clear()
+        _INTEGER_FORMS[id(allowed)] = (allowed, integers)  # holding it keeps the id unique
+    return integers
+
+
 def is_in(values: ArrowValues, allowed: pa.Array) -> ArrowValues:
     """``pc.is_in(values, value_set=allowed)`` (same types; ``allowed`` without nulls), with the
-    hash table built on the smaller side when ``allowed`` is large (see REVERSE_LOOKUP_MIN)."""
+    hash table built on the smaller side when ``allowed`` is large (see REVERSE_LOOKUP_MIN), and
+    keys compared as integers when both sides are large (see INTEGER_LOOKUP_MIN)."""
+    if len(allowed) >= INTEGER_LOOKUP_MIN and len(values) >= INTEGER_LOOKUP_MIN:
+        allowed_integers = _allowed_integers(allowed)
+        integers = integer_form(values) if allowed_integers is not None else None
+        if integers is not None:
+            return pc.is_in(integers, value_set=allowed_integers)
     if len(allowed) >= REVERSE_LOOKUP_MIN and len(values) * 4 <= len(allowed):
         distinct = pc.unique(values)
         if isinstance(distinct, pa.ChunkedArray):

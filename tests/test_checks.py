@@ -114,6 +114,32 @@ def test_referential_rule_uses_the_parent_values() -> None:
         mask(["1"], expectation)
 
 
+def test_present_values_drop_nulls_and_placeholders_and_say_where_they_were() -> None:
+    values, present = checks.present_values(pa.array(["a", "None", None, " ", "b"]), PLACEHOLDERS)
+    assert values.to_pylist() == ["a", "b"]
+    assert present is not None and present.to_pylist() == [True, False, False, False, True]
+    values, present = checks.present_values(pa.array(["a", "b"]), PLACEHOLDERS)
+    assert values.to_pylist() == ["a", "b"] and present is None
+
+
+def test_integer_form_only_for_text_that_is_exactly_an_integer() -> None:
+    assert checks.integer_form(pa.array(["12", "-5", None, "0"])).to_pylist() == [12, -5, None, 0]
+    for odd in ("012", "+5", "1.0", " 5", "5 ", "x", "99999999999999999999", "-0"):
+        assert checks.integer_form(pa.array(["12", odd])) is None, odd
+
+
+def test_large_lookups_by_integer_give_the_same_membership_as_text() -> None:
+    n = checks.INTEGER_LOOKUP_MIN
+    parent = pa.array([str(i) for i in range(0, 2 * n, 2)])  # even ids
+    child = pa.array([str(i) for i in range(n)] + [None, "012"][:1])
+    expected = [i % 2 == 0 for i in range(n)] + [False]
+    assert checks.is_in(child, parent).to_pylist() == expected  # integers: both sides exact
+    with_text = pa.array(child.to_pylist()[:-1] + ["012"])  # '012' is not 12: text comparison
+    assert checks.is_in(with_text, parent).to_pylist() == expected[:-1] + [False]
+    odd_parent = pa.array(parent.to_pylist()[:-1] + ["12.5"])
+    assert checks.is_in(child, odd_parent).to_pylist() == expected
+
+
 def test_lengths_count_characters_and_honour_strict_bounds() -> None:
     loose = rule("expect_column_value_lengths_to_be_between", column="C", min_value=2, max_value=3)
     strict = rule(
