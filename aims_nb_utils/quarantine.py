@@ -272,8 +272,10 @@ def type_pattern_rules(rules: Sequence[RowRule], types: Sequence[ColumnType]) ->
         kind = exp.meta.get("value_type")
         pattern = TYPE_PATTERNS.get(kind)
         # files profiled before the patterns were written with [0-9] say \d: the same in Arrow
-        if kind == kinds.get(rule.column) and pattern is not None and (
-            exp.kwargs.get("regex") in (pattern, pattern.replace("[0-9]", r"\d"))
+        if (
+            kind == kinds.get(rule.column)
+            and pattern is not None
+            and (exp.kwargs.get("regex") in (pattern, pattern.replace("[0-9]", r"\d")))
         ):
             found.setdefault(rule.column, j)
     return found
