@@ -7,6 +7,7 @@ conventions are pinned on small, hand-checked data (every expected count is deri
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -43,6 +44,11 @@ def test_integer_looking_text_is_canonicalised_and_nothing_else() -> None:
     values = pa.array(["13000015.0", "13000015", "-5.00", "1.5", "ABC.0", "7.0x", None, "0.0"])
     out = checks.canonical_ids(values).to_pylist()
     assert out == ["13000015", "13000015", "-5", "1.5", "ABC.0", "7.0x", None, "0"]
+    odd = [".0", "-.0", "1.5.0", "100.00", "--5.0", "+5.0", "5..0", "5.10", "0100.0", "-0.0"]
+    for column in (odd, ["-5.00", "10"], ["10", "20"]):
+        assert checks.canonical_ids(pa.array(column)).to_pylist() == [
+            re.sub(r"^(-?[0-9]+)\.0+$", r"\1", value) for value in column
+        ]
 
 
 def test_prepared_column_is_what_the_rule_compares() -> None:
