@@ -67,7 +67,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
@@ -204,9 +203,6 @@ class ValidationRun:
 # --- Great Expectations (one context per process) ------------------------------------------------
 
 _REFERENCE_SETS: dict[str, pa.Array] = {}
-# (table, column) -> (rows, present values, presence mask): columns the parent read while it
-# imported GX, inherited by the workers it forks next (see _preload_first_columns).
-_PRELOADED: dict[tuple[str, str], tuple[int, pa.ChunkedArray, pa.ChunkedArray | None]] = {}
 _GX_RUNNER: tuple[int, _GxRunner] | None = None
 _REFERENCE_CLASS: type | None = None
 # One GX validation at a time per process: the memoised property and warning filters are
@@ -692,14 +688,10 @@ def _validate_part_inner(
     presence: dict[str, pa.ChunkedArray] = {}
     reader = _Reader(settings, layout, sample_size, data)
     for column in [c for c in layout.columns if c in by_column]:
-        preloaded = _PRELOADED.pop((layout.table, column), None) if data is None else None
-        if preloaded is not None:
-            rows, text, present_rows = preloaded
-        else:
-            raw = reader.column(column)
-            rows = len(raw)
-            text, present_rows = checks.present_values(raw, placeholders)
-            del raw
+        raw = reader.column(column)
+        rows = len(raw)
+        text, present_rows = checks.present_values(raw, placeholders)
+        del raw
         part.null_percent[column] = 100.0 * (rows - len(text)) / rows if rows else 0.0
         groups: dict[str, list[tuple[int, Expectation, Expectation, dict[str, Any]]]] = defaultdict(
             list
@@ -968,69 +960,7 @@ def _execute(
         for task in tasks:
             on_done(task, _run_task(settings, task, sample_size))
         return
-    # GX is imported once in the parent, and forked workers inherit it. The import holds one core
-    # for ~2 s; meanwhile a thread reads the first columns of the first tasks on the other one.
-    stop = threading.Event()
-    preload = threading.Thread(
-        target=_preload_first_columns,
-        args=(settings, tasks[:workers], sample_size, stop),
-        daemon=True,
-    )
-    preload.start()
-    try:
-        _gx()
-    finally:
-        stop.set()
-        preload.join()
-    try:
-        _run_pool(settings, tasks, workers, sample_size, on_done)
-    finally:
-        _PRELOADED.clear()
-
-
-def _task_columns(task: _Task) -> list[str]:
-    """The columns a task reads, in the order it reads them (file order)."""
-    ruled = {rule.column for rule in task.rule_file.column_rules()}
-    wanted = set(task.columns) if task.columns is not None else None
-    return [c for c in task.layout.columns if c in ruled and (wanted is None or c in wanted)]
-
-
-def _preload_first_columns(
-    settings: Settings, tasks: list[_Task], sample_size: int | None, stop: threading.Event
-) -> None:
-    """Read and null-filter the first tasks' columns, a column of each in turn, until ``stop``.
-
-    Arrow works outside the GIL the import holds, so this is work the workers do not repeat."""
-    placeholders = list(settings.null_placeholders)
-    queues = [
-        [(task, column) for column in _task_columns(task)]
-        for task in tasks
-        if task.layout.path is not None
-    ]
-    for batch in zip_longest(*queues):
-        for item in batch:
-            if stop.is_set():
-                return
-            if item is None:
-                continue
-            task, column = item
-            try:
-                raw = _Reader(settings, task.layout, sample_size, None).column(column)
-            except AimsError:
-                return  # the worker meets the same error and reports it
-            _PRELOADED[(task.layout.table, column)] = (
-                len(raw),
-                *checks.present_values(raw, placeholders),
-            )
-
-
-def _run_pool(
-    settings: Settings,
-    tasks: list[_Task],
-    workers: int,
-    sample_size: int | None,
-    on_done: Callable[[_Task, _Part], None],
-) -> None:
+    _gx()  # import GX once in the parent; forked workers inherit it
     with ProcessPoolExecutor(
         max_workers=min(workers, len(tasks)), mp_context=_pool_context()
     ) as pool:
