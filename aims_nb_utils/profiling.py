@@ -24,11 +24,14 @@ How rules are calibrated (what a reviewer can rely on)
   rarer than the rarest ordinary value, or not in the published spec's value set and under
   1 % (see ``rare_values``). A text length more than twice the 99th percentile length (of at
   least 200 values) is left out of the length bound. Both show up in the rule's ``mostly``.
+* A column with a value set gets no range rule, nor a length rule when every allowed value is
+  within the length bound: they could only flag rows the set flags already.
 * Types: a text-stored column whose non-null values match ``rules.TYPE_PATTERNS[t]`` for at least
   99 % of them gets an ``expect_column_values_to_match_regex`` rule with ``meta.value_type = t``
   (tried in the order integer, boolean, decimal, date; an integer column whose values are only
   -1/0/1 with a -1 among them is boolean, the AIMS flag convention). Integer and decimal columns
-  that are not keys (name not ending in ID) get a value range of their conforming values.
+  that are not keys (name not ending in ID) and have no value set get a value range of their
+  conforming values.
 * Keys: the ID column, and any other column named ``*ID`` that is unique on at least 99 % of its
   non-null rows, get a uniqueness rule (values canonicalised: '13000015.0' == '13000015').
 * Referential integrity is discovered from the data: an integer column named ``*ID`` (not the
@@ -1151,12 +1154,21 @@ def _column_rules(
             )
         )
 
+    allowed: list[str] | None = None
     if reference is None:
         value_set = _value_set_rule(table, col, tol)
         if value_set is not None and not is_id:
             rules.append(value_set)
+            allowed = [str(v) for v in value_set.kwargs["value_set"]]
 
-    if vtype == "text" and col.length_bound is not None:
+    # A value set says more than a length bound that every allowed value meets, or a range (the
+    # range spans every number seen): those could only flag rows the set flags already, so they
+    # would count one defect twice and make every run check it twice. A set of a small table may
+    # hold a pasted value the length bound leaves out: then the length rule stays.
+    lengths_implied = allowed is not None and all(
+        (col.min_length or 0) <= len(v) <= (col.length_bound or 0) for v in allowed
+    )
+    if vtype == "text" and col.length_bound is not None and not lengths_implied:
         rules.append(
             _rule(
                 "expect_column_value_lengths_to_be_between",
@@ -1175,7 +1187,12 @@ def _column_rules(
             )
         )
 
-    if vtype in ("integer", "decimal") and not _is_key_name(name) and col.numeric_min is not None:
+    if (
+        vtype in ("integer", "decimal")
+        and not _is_key_name(name)
+        and col.numeric_min is not None
+        and allowed is None
+    ):
         # Validation reads text that is no number as null (the type rule reports it), so the
         # range held on every value it checks.
         numbers = nonnull - col.nonconforming_rows

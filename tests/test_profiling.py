@@ -286,7 +286,8 @@ def _demo_home(tmp_path: Path, columns: dict[str, list[str | None]]) -> Settings
 
 def test_lengths_ignore_pasted_outliers_and_ranges_use_conforming_values(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
-    names = [("x" * int(n)) for n in rng.integers(5, 21, 1000)]
+    letters = np.array(list("abcdefghijklmnop"))
+    names = ["".join(rng.choice(letters, int(n))) for n in rng.integers(5, 21, 1000)]
     names[10] = names[500] = names[900] = "y" * 400  # three pastes, far above the bulk
     amounts = [f"{v:.2f}" for v in rng.uniform(-50, 150, 1000)]
     amounts[7] = "12,5"  # not a number: the type rule reports it, the range ignores it
@@ -308,6 +309,21 @@ def test_lengths_ignore_pasted_outliers_and_ranges_use_conforming_values(tmp_pat
     )
     regex = by_rule["expect_column_values_to_match_regex(AMOUNT)"]
     assert regex.meta["value_type"] == "decimal" and regex.kwargs["mostly"] == _floor4(0.999 - 0.02)
+
+
+def test_a_column_with_a_value_set_gets_no_length_or_range_rule(tmp_path: Path) -> None:
+    """The set implies both: they could only flag rows the set flags already."""
+    rng = np.random.default_rng(5)
+    status = list(rng.choice(["Active", "Closed", "Proposed"], 2000))
+    grade = list(rng.choice(["1", "2", "3", "4"], 2000))
+    settings = _demo_home(tmp_path, {"STATUS": status, "GRADE": grade})
+    rules = suggest_rules(profile_table(settings, "aims_demo"), settings)
+    kinds = {(e.expectation_type, e.column) for e in rules.expectations}
+    for column in ("STATUS", "GRADE"):
+        assert ("expect_column_values_to_be_in_set", column) in kinds
+        assert ("expect_column_value_lengths_to_be_between", column) not in kinds
+        assert ("expect_column_values_to_be_between", column) not in kinds
+    assert ("expect_column_values_to_match_regex", "GRADE") in kinds  # its type for Silver
 
 
 STRATEGIES = {
