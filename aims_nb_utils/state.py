@@ -21,7 +21,9 @@ def new_run_id() -> str:
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """ISO time in milliseconds: load times are compared with Bronze file times (freshness), and
+    a load that ends within the second its file was written must still read as after it."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 SCHEMA = """

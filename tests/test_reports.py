@@ -251,6 +251,18 @@ def test_freshness_statuses(lake: Settings) -> None:
     assert relaxed.loc["aims_sites", "status"] == "fresh"
 
 
+def test_a_load_in_the_same_second_as_its_export_is_fresh(tmp_path: Path) -> None:
+    """Load times kept to the second once read as older than the file they had just loaded."""
+    settings = make_settings(tmp_path / "home")
+    settings.paths.bronze.mkdir(parents=True)
+    pq.write_table(pa.table({"ID": ["1"]}), settings.paths.bronze_file("aims_routes"))
+    db = settings.paths.state_db
+    load = state.start_load(db, "r1", "aims_routes", state.utc_now(), rows_in=1)
+    state.finish_load(db, load, ended_at=state.utc_now(), status="loaded")
+    status = reports.freshness(settings).set_index("table_name").loc["aims_routes", "status"]
+    assert status == "fresh"
+
+
 def test_missing_results_file_names_the_file_and_the_fix(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     with pytest.raises(AimsError) as info:
