@@ -128,7 +128,7 @@ def canonical_ids(values: ArrowValues) -> pa.ChunkedArray:
     # all end in '.0'): strip the trailing zeros, then one '.', and keep the result only when
     # zeros were stripped, a '.' preceded them and what is left is an integer.
     head = pc.utf8_rtrim(values, characters="0")
-    stripped_zeros_after_dot = pc.and_(pc.ends_with(values, "0"), pc.ends_with(head, "."))
+    stripped_zeros_after_dot = pc.and_(ends_with_zero, pc.ends_with(head, "."))
     head = pc.utf8_slice_codeunits(head, 0, -1)
     unsigned = pc.if_else(pc.starts_with(head, "-"), pc.utf8_slice_codeunits(head, 1), head)
     integer = pc.and_(stripped_zeros_after_dot, pc.ascii_is_decimal(unsigned))

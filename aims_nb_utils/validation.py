@@ -24,10 +24,10 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
 * Table-level rules (row count, column count, and any rule naming a column the file lacks) and
   the not-null rules run on a frame whose columns are zero-byte Arrow null arrays of the table's
   full length (or the presence columns above), so GX observes the real row and column counts
-  without a copy of the data. The plain
-  ``expect_column_to_exist`` rules of a table (a third of all rules) are answered together by
-  one GX ``expect_table_columns_to_match_set`` (not exact): each passes when its column is among
-  the columns GX observed; each still counts as one rule in the scores.
+  without a copy of the data. The plain ``expect_column_to_exist`` rules of a table (a third of
+  all rules) are answered together by one GX ``expect_table_columns_to_match_set`` (not exact):
+  each passes when its column is among the columns GX observed; each still counts as one rule in
+  the scores.
 * GX 1.x rebuilds an expectation's ``configuration`` ~70 times per rule; that property is
   memoised for the duration of each of our validate calls (:func:`_memoized_configuration`),
   which halves GX's bookkeeping and changes no result (the parity tests run with it).

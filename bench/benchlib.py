@@ -17,7 +17,7 @@ def _pss_rollup(pid: int) -> int | None:
     """PSS from Linux's /proc/<pid>/smaps_rollup (one summed record), or None where absent.
 
     psutil's memory_full_info() parses the full smaps (one record per mapping): 5-30 ms per
-    process here, which every 50 ms on two cores took ~3 s of wall time from the validation
+    process here, which every 50 ms on two cores took ~2.5 s of wall time from the validation
     being measured. The rollup is the kernel's own sum, a fraction of that."""
     try:
         with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
