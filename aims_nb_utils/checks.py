@@ -44,6 +44,7 @@ CANONICAL = "canonical"
 NUMBER = "number"
 
 KEY_KINDS = ("id", "fk")
+_INTEGER_TEXT = r"^(-?[0-9]+)\.0+$"
 _DECIMAL_TEXT = TYPE_PATTERNS["decimal"]
 
 ArrowValues = pa.ChunkedArray | pa.Array
@@ -119,20 +120,15 @@ def canonical_ids(values: ArrowValues) -> pa.ChunkedArray:
     values = as_text(values)
     if len(values) == 0:
         return values
-    ends_with_zero = pc.ends_with(values, "0")
-    if not pc.any(ends_with_zero).as_py():
-        return values
-    if not pc.any(pc.ends_with(pc.utf8_rtrim(values.filter(ends_with_zero), "0"), ".")).as_py():
-        return values  # no value ends in '.0+': ids such as '10' or '20' alone
-    # What replacing ^(-?[0-9]+)\.0+$ by \1 gives, without a regex (2x faster on 2.2M ids that
-    # all end in '.0'): strip the trailing zeros, then one '.', and keep the result only when
-    # zeros were stripped, a '.' preceded them and what is left is an integer.
-    head = pc.utf8_rtrim(values, characters="0")
-    stripped_zeros_after_dot = pc.and_(ends_with_zero, pc.ends_with(head, "."))
-    head = pc.utf8_slice_codeunits(head, 0, -1)
-    unsigned = pc.if_else(pc.starts_with(head, "-"), pc.utf8_slice_codeunits(head, 1), head)
-    integer = pc.and_(stripped_zeros_after_dot, pc.ascii_is_decimal(unsigned))
-    return pc.if_else(integer, head, values)
+    if not pc.any(pc.ends_with(values, ".0")).as_py():
+        # '5.00' ends in '0' but not in '.0': look at the values ending in '0' ('10', '20', ...)
+        ends_with_zero = pc.ends_with(values, "0")
+        if not pc.any(ends_with_zero).as_py():
+            return values
+        trimmed = pc.utf8_rtrim(values.filter(ends_with_zero), "0")
+        if not pc.any(pc.ends_with(trimmed, ".")).as_py():
+            return values
+    return pc.replace_substring_regex(values, pattern=_INTEGER_TEXT, replacement=r"\1")
 
 
 def to_numbers(values: ArrowValues) -> pa.ChunkedArray:
