@@ -407,8 +407,10 @@ def freshness(
     rows = []
     for table in sorted(names):
         path = settings.paths.bronze_file(table)
-        bronze_time = (
-            pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC") if path.is_file() else None
+        bronze_time = (  # to the millisecond, as load times are recorded (state.utc_now)
+            pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC").floor("ms")
+            if path.is_file()
+            else None
         )
         info = loads.get(table, {"last": None, "ok": None})
         ok, last = info["ok"], info["last"]
