@@ -66,7 +66,7 @@ import random
 import sys
 import time
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from functools import lru_cache
@@ -532,6 +532,19 @@ def fk_parent(table: str, column: str) -> str | None:
     return None
 
 
+def _fk_columns_with_parent(
+    spec: dict[str, TableSpec],
+) -> Iterator[tuple[TableSpec, ColumnSpec, str]]:
+    """(table, fk column, parent table) for every FK column whose parent table has rows."""
+    for t in spec.values():
+        for c in t.columns:
+            if c.kind != "fk":
+                continue
+            parent = fk_parent(t.name, c.name)
+            if parent is not None and parent in spec and spec[parent].rows > 0:
+                yield t, c, parent
+
+
 @lru_cache(maxsize=1)
 def relations() -> dict[tuple[str, str], str]:
     """Every FK column (of a non-empty table) whose parent table has rows: (table, column) -> parent.
@@ -539,49 +552,34 @@ def relations() -> dict[tuple[str, str], str]:
     In a clean lake every non-null value of these columns that is not a placeholder is an ``ID``
     of the parent table (compared as integers: '13000015.0' matches '13000015').
     """
-    spec = load_spec()
     out: dict[tuple[str, str], str] = {}
-    for t in spec.values():
+    for t, c, parent in _fk_columns_with_parent(load_spec()):
         if t.rows == 0:
             continue
-        for c in t.columns:
-            if c.kind != "fk":
-                continue
-            parent = fk_parent(t.name, c.name)
-            if parent is None or parent not in spec or spec[parent].rows == 0:
-                continue
-            if c.value_set is not None and not _real_values(c.value_set):
-                continue  # published as placeholders only ('None')
-            out[(t.name, c.name)] = parent
+        if c.value_set is not None and not _real_values(c.value_set):
+            continue  # published as placeholders only ('None')
+        out[(t.name, c.name)] = parent
     return out
 
 
 @lru_cache(maxsize=1)
 def _pinned() -> tuple[dict[str, list[int]], dict[str, dict[int, str]]]:
     """IDs (and labels) of parent rows that published FK value sets name explicitly."""
-    spec = load_spec()
     ids: dict[str, list[int]] = {}
     labels: dict[str, dict[int, str]] = {}
-    for t in spec.values():
-        names = set(t.column_names)
-        for c in t.columns:
-            if c.kind != "fk":
-                continue
-            parent = fk_parent(t.name, c.name)
-            if parent is None or parent not in spec or spec[parent].rows == 0:
-                continue
-            real = _real_values(c.value_set)
-            vals = [int(float(v)) for v in real if _intlike(v)]
-            if not vals:
-                continue
-            bucket = ids.setdefault(parent, [])
-            bucket.extend(v for v in vals if v not in bucket)
-            label_col = c.name[:-2]
-            if label_col in names:
-                label_real = _real_values(t.column(label_col).value_set)
-                if len(label_real) == len(vals):
-                    for v, lab in zip(vals, label_real, strict=True):
-                        labels.setdefault(parent, {}).setdefault(v, lab)
+    for t, c, parent in _fk_columns_with_parent(load_spec()):
+        real = _real_values(c.value_set)
+        vals = [int(float(v)) for v in real if _intlike(v)]
+        if not vals:
+            continue
+        bucket = ids.setdefault(parent, [])
+        bucket.extend(v for v in vals if v not in bucket)
+        label_col = c.name[:-2]
+        if label_col in t.column_names:
+            label_real = _real_values(t.column(label_col).value_set)
+            if len(label_real) == len(vals):
+                for v, lab in zip(vals, label_real, strict=True):
+                    labels.setdefault(parent, {}).setdefault(v, lab)
     return {k: sorted(v) for k, v in ids.items()}, labels
 
 

@@ -472,19 +472,30 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _from_gx(rule: Expectation, index: int, evr: Any, file_name: str) -> RuleResult:
-    result = evr.result or {}
-    error = _exception_message(evr)
-    if error and rule.column and "does not exist" in error:
-        error = f"column {rule.column!r} is not in {file_name}"
-    observed = result.get("observed_value")
+def _result(rule: Expectation, index: int, success: bool, **outcome: Any) -> RuleResult:
+    """A rule's result: who the rule is (from the rule file) and what became of it."""
     return RuleResult(
         rule_id=rule.rule_id,
         expectation_type=rule.expectation_type,
         column=rule.column,
         severity=rule.severity,
         dimension=rule.dimension,
-        success=bool(evr.success) and error is None,
+        success=success,
+        rule_index=index,
+        **outcome,
+    )
+
+
+def _from_gx(rule: Expectation, index: int, evr: Any, file_name: str) -> RuleResult:
+    result = evr.result or {}
+    error = _exception_message(evr)
+    if error and rule.column and "does not exist" in error:
+        error = f"column {rule.column!r} is not in {file_name}"
+    observed = result.get("observed_value")
+    return _result(
+        rule,
+        index,
+        bool(evr.success) and error is None,
         element_count=_number(result.get("element_count")),
         unexpected_count=_number(result.get("unexpected_count")),
         unexpected_percent=_number(result.get("unexpected_percent")),
@@ -494,21 +505,11 @@ def _from_gx(rule: Expectation, index: int, evr: Any, file_name: str) -> RuleRes
         ],
         observed_value=_clean_value(observed) if observed is not None else None,
         error=error,
-        rule_index=index,
     )
 
 
 def _failed(rule: Expectation, index: int, error: str) -> RuleResult:
-    return RuleResult(
-        rule_id=rule.rule_id,
-        expectation_type=rule.expectation_type,
-        column=rule.column,
-        severity=rule.severity,
-        dimension=rule.dimension,
-        success=False,
-        error=error,
-        rule_index=index,
-    )
+    return _result(rule, index, False, error=error)
 
 
 def _gx_kwargs(
@@ -609,16 +610,7 @@ def _exists_results(
     error = _exception_message(evr)
     observed = set((evr.result or {}).get("observed_value") or [])
     for index, rule in exists:
-        out[index] = RuleResult(
-            rule_id=rule.rule_id,
-            expectation_type=rule.expectation_type,
-            column=rule.column,
-            severity=rule.severity,
-            dimension=rule.dimension,
-            success=error is None and rule.column in observed,
-            error=error,
-            rule_index=index,
-        )
+        out[index] = _result(rule, index, error is None and rule.column in observed, error=error)
 
 
 def _validate_part(
