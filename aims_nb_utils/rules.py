@@ -121,6 +121,10 @@ class RuleFile:
     )
     extra: dict[str, Any] = field(default_factory=dict)
     path: Path | None = None
+    # Candidate keys, each a list of column names (composite keys allowed); the first is the
+    # table's row identity for incremental loads. Written by profiling or by a person; legacy
+    # files have none (the entry is left out when empty, so they save back unchanged).
+    keys: list[list[str]] = field(default_factory=list)
 
     @property
     def is_empty_table(self) -> bool:
@@ -159,6 +163,8 @@ class RuleFile:
             "data_source": self.data_source,
             "quality_thresholds": self.quality_thresholds,
         }
+        if self.keys:
+            out["keys"] = [list(key) for key in self.keys]
         out.update(self.extra)
         out["expectations"] = [e.to_dict() for e in self.expectations]
         return out
@@ -183,6 +189,34 @@ def _check_threshold(path: Path, key: str, value: Any) -> float:
     if not 0 <= value <= 100:
         raise RuleFileError(path, f"quality_thresholds.{key} = {value!r} is outside 0-100")
     return float(value)
+
+
+def parse_keys(raw: Any, where: str) -> list[list[str]]:
+    """``keys`` as a list of keys, each a list of column names; one column may be written alone.
+
+    Accepts ``o_orderkey``, ``[o_orderkey]``, ``[[l_orderkey, l_linenumber]]`` and mixes of
+    those; raises ValueError naming ``where`` for anything else."""
+    if raw is None:
+        return []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise ValueError(f"{where} must be a list of keys, each a column or a list of columns")
+    keys: list[list[str]] = []
+    for item in raw:
+        key = [item] if isinstance(item, str) else item
+        if (
+            not isinstance(key, list)
+            or not key
+            or not all(isinstance(c, str) and c for c in key)
+            or len(set(key)) != len(key)
+        ):
+            raise ValueError(
+                f"{where}: {item!r} is not a column name or a list of distinct column names"
+            )
+        if key not in keys:
+            keys.append(list(key))
+    return keys
 
 
 def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
@@ -237,6 +271,12 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         raise RuleFileError(path, "quality_thresholds must be a mapping of severity -> percentage")
     thresholds = {str(k): _check_threshold(path, str(k), v) for k, v in thresholds_raw.items()}
     data_source = raw.pop("data_source", None) or {}
+    try:
+        keys = parse_keys(raw.pop("keys", None), "keys")
+    except ValueError as exc:
+        raise RuleFileError(
+            path, str(exc), hint="write keys: [[col_a, col_b], [col_c]] (first = row identity)"
+        ) from None
     return RuleFile(
         table=table or table_from_rule_path(path),
         expectations=expectations,
@@ -247,6 +287,7 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         quality_thresholds=thresholds,
         extra=raw,
         path=path,
+        keys=keys,
     )
 
 

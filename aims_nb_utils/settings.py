@@ -74,6 +74,12 @@ KEYS: dict[str, _Key] = {
     ),
     "drift_policy": _Key("choice", "evolve", "default schema-drift policy", choices=DRIFT_POLICIES),
     "drift_policies": _Key("mapping", {}, "per-table schema-drift policy overrides"),
+    "table_keys": _Key(
+        "mapping",
+        {},
+        "per-table key(s) declared by the user: table -> column, [columns] or [[columns], ...];"
+        " the first key is the row identity of incremental loads (before the rule file's keys)",
+    ),
     "drift_row_count_threshold": _Key(
         "percent", 20.0, "row-count change between runs (%) that the drift report flags"
     ),
@@ -158,6 +164,12 @@ class Settings:
 
     def drift_policy_for(self, table: str) -> str:
         return self.values["drift_policies"].get(table, self.values["drift_policy"])
+
+    def keys_for(self, table: str) -> list[list[str]]:
+        """The keys declared for ``table`` in ``table_keys`` (already checked when loaded)."""
+        from .rules import parse_keys
+
+        return parse_keys(self.values["table_keys"].get(table), f"table_keys.{table}")
 
 
 def _parse_bool(raw: Any, key: str, source: str) -> bool:
@@ -248,6 +260,20 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
                         source,
                         f"must be one of {', '.join(DRIFT_POLICIES)}",
                     )
+        if key == "table_keys":
+            from .rules import parse_keys
+
+            for table, keys in raw.items():
+                try:
+                    parse_keys(keys, f"table_keys.{table}")
+                except ValueError as exc:
+                    raise SettingsError(
+                        f"table_keys.{table}",
+                        keys,
+                        source,
+                        str(exc),
+                        hint="e.g. table_keys: {lineitem: [[l_orderkey, l_linenumber]]}",
+                    ) from None
         return dict(raw)
     if kind == "str":
         if not isinstance(raw, str):
