@@ -13,7 +13,7 @@ SCALE ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup init pipeline test test-fast format lint clean wheel bench \
+.PHONY: help setup init init-public pipeline test test-fast format lint clean wheel bench \
 	profile adjust-thresholds validate-dq dq-pipeline repair validate ingest-all ingest-assets \
 	ingest-attrs watermarks history run-orchestration run-notebooks data-pipeline settings
 
@@ -34,6 +34,10 @@ settings: setup  ## show resolved settings and where each value came from
 
 init: setup  ## generate the bundled sample Bronze lake (SCALE=1.0 for full size)
 	$(AIMS) init --corrupt $(if $(SCALE),--scale $(SCALE),) $(ARGS)
+
+DATASET ?= tpch
+init-public: setup  ## write a public data set into the Bronze folder, offline (DATASET=tpch|tpcds|flights, SCALE=0.01; ARGS=--home DIR)
+	$(AIMS) init-public $(DATASET) $(if $(SCALE),--scale $(SCALE),) $(ARGS)
 
 test: setup  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)

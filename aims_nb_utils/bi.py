@@ -11,8 +11,13 @@ Why this shape:
   milestones and non-compliances are not in the star, so they come from Silver, which holds only
   DQ-passed rows as well.
 * A ratio whose denominator is 0 is null, never 0 %: "no data" must not read as "all bad".
-* Missing inputs (no Gold yet, no Silver table) give fewer rows plus a note naming what is
-  missing; the exported files are then empty but typed, never absent.
+* BI says when it does not apply (:func:`bi_readiness`). A lake with none of its AIMS inputs
+  (``aims_assets`` through Gold, ``aims_consentmilestones``, ``aims_noncompliances``) in Bronze
+  or Silver is not an AIMS lake: the phase is *skipped* with the missing tables named and nothing
+  is exported. An input whose Bronze has rows but whose Silver has none, or Gold not built (or
+  empty) while Silver has assets, is a *failure* naming it: KPIs of nothing are not a result.
+* An input absent from the lake altogether (a partial AIMS lake) gives fewer rows plus a note
+  naming it; the exported files are then complete for what is there, and typed.
 * Exports are atomic (temporary file, then rename) so Power BI never reads half a file.
 """
 
@@ -28,6 +33,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import gold
+from .errors import AimsError
+from .orchestration import SKIP_KEY
 from .settings import Settings
 
 if TYPE_CHECKING:  # pandas is imported only where a DataFrame is asked for
@@ -36,6 +43,20 @@ if TYPE_CHECKING:  # pandas is imported only where a DataFrame is asked for
 CONSENT_MILESTONES = "aims_consentmilestones"
 NONCOMPLIANCES = "aims_noncompliances"
 KPI_FILE_STEM = "bi_kpis"
+# The tables BI's KPIs come from (aims_assets through the Gold star schema).
+BI_SOURCES = (gold.ASSETS, CONSENT_MILESTONES, NONCOMPLIANCES)
+
+
+class BiSourceError(AimsError):
+    """BI applies to this lake but an input it is computed from has no rows where it should."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"BI KPIs cannot be computed: {problem}",
+            hint="load the tables into Silver (notebook 02 / `python -m aims_nb_utils ingest-all`) "
+            "and build Gold (notebook 05 / `build-gold`), then run BI again",
+        )
+
 
 KPI_SCHEMA = pa.schema(
     [
@@ -88,10 +109,21 @@ class KpiResult:
     notes: list[str] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    skip_reason: str | None = None  # BI does not apply to this lake (nothing computed or exported)
+    failure: str | None = None  # BI applies but an input is missing its rows (nothing exported)
 
     @property
     def empty(self) -> bool:
         return self.kpis.num_rows == 0
+
+    @property
+    def applies(self) -> bool:
+        return self.skip_reason is None and self.failure is None
+
+    def raise_for_sources(self) -> None:
+        """Raise BiSourceError when an input BI is computed from lacked its rows."""
+        if self.failure is not None:
+            raise BiSourceError(self.failure)
 
     def frame(self) -> pd.DataFrame:
         """The KPI table as a DataFrame (for notebooks and charts)."""
@@ -116,6 +148,8 @@ class KpiResult:
             "noncompliances_total": self.value("noncompliances_total"),
             "noncompliances_open": self.value("noncompliances_open"),
             "notes": list(self.notes),
+            SKIP_KEY: self.skip_reason,
+            "failure": self.failure,
         }
 
 
@@ -176,8 +210,8 @@ def _asset_kpis(rows: _Rows, settings: Settings, notes: list[str]) -> None:
     source = f"gold.{gold.FACT}"
     if fact.num_rows == 0:
         notes.append(
-            "Gold FACT_Asset_Inventory is empty or not built yet (run notebook 05 / "
-            "`python -m aims_nb_utils build-gold`): no asset KPIs"
+            f"no asset KPIs: {gold.ASSETS} is not in this lake or has no rows (Gold "
+            f"{gold.FACT} is empty or not built)"
         )
         return
     total = int(pc.count_distinct(fact.column("ASSET_ID")).as_py())
@@ -230,7 +264,7 @@ def _silver(
 ) -> pa.Table | None:
     data, info = gold.read_source(settings, table, columns)
     if not info.present:
-        notes.append(f"Silver table {table} does not exist yet: no KPIs from it")
+        notes.append(f"{table} is not in this lake (no Silver table): no KPIs from it")
         return None
     if info.missing_columns:
         notes.append(f"Silver table {table} lacks {', '.join(info.missing_columns)}")
@@ -394,14 +428,57 @@ def _noncompliance_kpis(rows: _Rows, settings: Settings, notes: list[str]) -> No
     )
 
 
+def bi_readiness(settings: Settings) -> gold.Readiness:
+    """Skip, fail or compute: decided from metadata and the state DB (see module docstring)."""
+    from . import storage
+
+    states = gold.source_states(settings, BI_SOURCES)
+    missing = [t for t in BI_SOURCES if not states[t].present]
+    if len(missing) == len(BI_SOURCES):
+        return gold.Readiness(
+            skip_reason=gold.not_an_aims_lake(
+                settings, missing, f"BI's KPIs are computed from them ({gold.ASSETS} through Gold)"
+            )
+        )
+    notes: list[str] = []  # absent inputs are noted by the KPI sections that need them
+    problems = [s.describe() for s in states.values() if s.unloaded]
+    assets = states[gold.ASSETS]
+    if assets.silver_rows:
+        built = storage.table_exists(settings, "gold", gold.FACT)
+        fact_rows = storage.count_rows(settings, "gold", gold.FACT) if built else 0
+        if not fact_rows:
+            problems.append(
+                f"Gold {gold.FACT} is {'empty' if built else 'not built'} while Silver "
+                f"{gold.ASSETS} has {assets.silver_rows:,} rows (run phase 05 / "
+                "`python -m aims_nb_utils build-gold`)"
+            )
+    if problems:
+        return gold.Readiness(failure="; ".join(problems), notes=tuple(notes))
+    return gold.Readiness(notes=tuple(notes))
+
+
 def compute_kpis(
     settings: Settings, run_id: str | None = None, now: datetime | None = None
 ) -> KpiResult:
-    """All KPIs from Gold and Silver as they are now (every row; nothing sampled)."""
+    """All KPIs from Gold and Silver as they are now (every row; nothing sampled).
+
+    When BI does not apply, or an input lacks its rows, nothing is computed and the result says
+    why (``skip_reason`` / ``failure``).
+    """
     started = time.perf_counter()
     now = now or datetime.now(timezone.utc)
     rows = _Rows()
-    notes: list[str] = []
+    readiness = bi_readiness(settings)
+    if not readiness.applies:
+        return KpiResult(
+            run_id=run_id,
+            kpis=rows.table(run_id, now),
+            notes=list(readiness.notes),
+            seconds=time.perf_counter() - started,
+            skip_reason=readiness.skip_reason,
+            failure=readiness.failure,
+        )
+    notes: list[str] = list(readiness.notes)
     _asset_kpis(rows, settings, notes)
     _milestone_kpis(rows, settings, notes, now)
     _noncompliance_kpis(rows, settings, notes)
@@ -432,7 +509,7 @@ def export_kpis(settings: Settings, result: KpiResult) -> dict[str, Path]:
 def run_bi(settings: Settings, run_id: str | None = None, export: bool = True) -> KpiResult:
     """Compute the KPIs and (by default) export them: what notebook 08 and the CLI call."""
     result = compute_kpis(settings, run_id=run_id)
-    if export:
+    if export and result.applies:
         export_kpis(settings, result)
     return result
 

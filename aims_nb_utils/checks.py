@@ -14,11 +14,19 @@ Both must agree on what a rule means, so this module owns the two halves of that
   ignore nulls. ``tests/test_checks.py`` and ``tests/test_validation.py`` prove the parity with
   GX's ``unexpected_count`` on the defective sample lake.
 
+Typed columns (a Bronze file that is not all text) are checked on their own values: ints as
+int64, decimals and floats as float64, dates and timestamps as timestamp[us] in UTC, bools as
+bool; only regex and length rules read a typed column's text form, and keys compare as int64
+when both sides are integers (else as canonical text: a text child '5.0' matches an int parent 5).
+The text-parsing rules themselves (``parse_integers``, ``parse_numbers``, ``parse_booleans``,
+``parse_timestamps``, ``canonical_ids``) live here once, for the masks, typing, profiling and Gold.
+
 Nothing here imports Great Expectations: quarantine and profiling tests stay fast.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,7 +40,7 @@ import pyarrow.parquet as pq
 
 from .errors import AimsError, BronzeReadError
 from .io import validate_table_name
-from .rules import TYPE_PATTERNS, Expectation
+from .rules import FALSE_STRINGS, TRUE_STRINGS, TYPE_PATTERNS, Expectation
 from .spec import get_table
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ if TYPE_CHECKING:
 TEXT = "text"
 CANONICAL = "canonical"
 NUMBER = "number"
+TYPED = "typed"  # a typed column's own values (ints as int64, numbers as float64, ...)
 
 KEY_KINDS = ("id", "fk")
 _INTEGER_TEXT = r"^(-?[0-9]+)\.0+$"
@@ -66,7 +75,9 @@ def _chunked(values: ArrowValues) -> pa.ChunkedArray:
     return values if isinstance(values, pa.ChunkedArray) else pa.chunked_array([values])
 
 
-def _is_text_type(arrow_type: pa.DataType) -> bool:
+def is_text_type(arrow_type: pa.DataType) -> bool:
+    """Text columns are the ones placeholders, type inference and type-conformance rules apply
+    to; any other Arrow type came typed from the source and is taken as it is."""
     return (
         pa.types.is_string(arrow_type)
         or pa.types.is_large_string(arrow_type)
@@ -74,16 +85,35 @@ def _is_text_type(arrow_type: pa.DataType) -> bool:
     )
 
 
+_is_text_type = is_text_type  # the name older callers use
+
+
+def is_typed(arrow_type: pa.DataType) -> bool:
+    """A column whose values carry their own type (not text, not Arrow's all-null type)."""
+    return not is_text_type(arrow_type) and not pa.types.is_null(arrow_type)
+
+
 def as_text(values: ArrowValues) -> pa.ChunkedArray:
-    """Bronze is text; a typed or all-null column (another export) is compared in its text form."""
+    """The text form of a column: what regex and length rules read (a typed column's values as
+    Arrow prints them)."""
     values = _chunked(values)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         return values
+    if pa.types.is_dictionary(values.type):
+        values = pc.cast(values, values.type.value_type)
+        if is_text_type(values.type):
+            return as_text(values)
     return pc.cast(values, pa.string())
 
 
 def normalize_nulls(values: ArrowValues, placeholders: Sequence[str]) -> pa.ChunkedArray:
-    """Text column with every placeholder ('None', 'NaT', ' ', ...) turned into a real null."""
+    """Text column with every placeholder ('None', 'NaT', ' ', ...) turned into a real null.
+
+    A typed column is returned as it is: placeholders are text, and an int or a date cannot hold
+    one (an all-null column of Arrow's null type becomes null text)."""
+    values = _chunked(values)
+    if is_typed(values.type) and not pa.types.is_dictionary(values.type):
+        return values
     values = as_text(values)
     if not placeholders or len(values) == 0:
         return values
@@ -97,13 +127,17 @@ def present_values(
     values: ArrowValues, placeholders: Sequence[str]
 ) -> tuple[pa.ChunkedArray, pa.ChunkedArray | None]:
     """The column's values that are neither null nor a placeholder, in row order, and the row
-    mask of those (None when every row holds a value).
+    mask of those (None when every row holds a value). A typed column keeps its type.
 
     What GX's row rules other than not-null look at: GX drops the nulls itself, one copy of the
     column per rule, unless the column it is given holds none."""
-    values = as_text(values)
+    values = _chunked(values)
+    if not is_typed(values.type) or pa.types.is_dictionary(values.type):
+        values = as_text(values)
     present = pc.is_valid(values)
-    if placeholders and len(values):
+    if pa.types.is_floating(values.type):
+        present = pc.and_not(present, pc.is_nan(values))
+    if placeholders and len(values) and is_text_type(values.type):
         placeholder = pc.is_in(values, value_set=pa.array(list(placeholders), type=values.type))
         present = pc.and_not(present, placeholder)
     if pc.all(present).as_py() is not False:
@@ -112,7 +146,8 @@ def present_values(
 
 
 def canonical_ids(values: ArrowValues) -> pa.ChunkedArray:
-    """'13000015.0' -> '13000015' for integer-looking text; everything else unchanged.
+    """'13000015.0' -> '13000015' for integer-looking text; everything else unchanged (a typed
+    column is compared in its text form).
 
     Exports write some ID columns through floats; the same key must compare equal whichever way
     it was written, for uniqueness and for references alike.
@@ -131,26 +166,222 @@ def canonical_ids(values: ArrowValues) -> pa.ChunkedArray:
     return pc.replace_substring_regex(values, pattern=_INTEGER_TEXT, replacement=r"\1")
 
 
-def to_numbers(values: ArrowValues) -> pa.ChunkedArray:
-    """float64 of numeric text; when some text does not parse, only the values matching
-    ``rules.TYPE_PATTERNS['decimal']`` are read and the rest become null (the type-conformance
-    rule reports them)."""
+_CANONICAL_ID = re.compile(r"^(-?[0-9]+)\.0+$")
+
+
+def canonical_id_text(value: str) -> str:
+    """:func:`canonical_ids` for one Python string."""
+    return _CANONICAL_ID.sub(r"\1", value)
+
+
+def key_values(values: ArrowValues) -> pa.ChunkedArray:
+    """A column as keys are compared: integer types as int64 (equal integers are equal keys and
+    hashing int64 is twice as fast as text), anything else as canonical text."""
+    values = _chunked(values)
+    if pa.types.is_integer(values.type):
+        return values if values.type == pa.int64() else pc.cast(values, pa.int64())
+    return canonical_ids(values)
+
+
+def comparable(values: ArrowValues, allowed: pa.Array) -> tuple[ArrowValues, pa.Array]:
+    """Child values and parent values of a reference in one type: both int64 when both are
+    integers (or the text side is exactly integer text), else both canonical text."""
+    if values.type == allowed.type:
+        return values, allowed
+    if pa.types.is_integer(values.type) and is_text_type(allowed.type):
+        integers = integer_form(allowed)
+        if integers is not None:
+            return pc.cast(values, pa.int64()), integers
+    if pa.types.is_integer(allowed.type) and is_text_type(values.type):
+        integers = integer_form(values)
+        if integers is not None:
+            return integers, pc.cast(allowed, pa.int64())
+    if pa.types.is_integer(values.type) and pa.types.is_integer(allowed.type):
+        return pc.cast(values, pa.int64()), pc.cast(allowed, pa.int64())
+    left, right = key_values(values), key_values(allowed)
+    if not is_text_type(left.type):
+        left = as_text(left)
+    right = as_text(right).combine_chunks() if not is_text_type(right.type) else right
+    if isinstance(right, pa.ChunkedArray):
+        right = right.combine_chunks()
+    if right.type != left.type:
+        right = right.cast(left.type)
+    return left, right
+
+
+# --- text parsing: the one copy of each rule (see /tmp/helpers/parsing_api.md) ------------------
+
+_INTEGER_18 = r"^-?[0-9]{1,18}(\.0+)?$"  # at most 18 digits: every such integer fits int64
+_OFFSET = r"(?P<off>Z|[+-][0-9]{2}(?::?[0-9]{2})?)"
+_WITH_OFFSET = (
+    r"^(?P<base>[0-9]{4}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?) ?"
+    + _OFFSET
+    + "$"
+)
+
+
+def _strip_zero_fraction(values: ArrowValues) -> ArrowValues:
+    """'13000015.0' -> '13000015' (and '7.00' -> '7'), the regex only when '.0' alone misses."""
+    if not pc.any(pc.match_substring(values, ".")).as_py():
+        return values
+    values = pc.if_else(pc.ends_with(values, ".0"), pc.utf8_slice_codeunits(values, 0, -2), values)
+    if pc.any(pc.match_substring(values, ".")).as_py():
+        values = pc.replace_substring_regex(values, r"\.0+$", "")
+    return values
+
+
+def parse_integers(values: ArrowValues, *, conforming: bool = False) -> pa.ChunkedArray:
+    """int64 of integer text ('13000015.0' -> 13000015, at most 18 digits), integer types cast,
+    float/decimal values only when whole; anything else null. ``conforming`` says every present
+    text value already matches the integer pattern (the type rule checked it)."""
+    values = _chunked(values)
+    if pa.types.is_integer(values.type):
+        return pc.cast(values, pa.int64())
+    if pa.types.is_floating(values.type) or pa.types.is_decimal(values.type):
+        floats = pc.cast(values, pa.float64())
+        whole = pc.and_(pc.equal(floats, pc.floor(floats)), pc.less(pc.abs(floats), 2.0**62))
+        return pc.cast(pc.if_else(whole, floats, pa.scalar(None, pa.float64())), pa.int64())
+    if pa.types.is_boolean(values.type):
+        return pc.cast(values, pa.int64())
+    values = as_text(values)
+    if not conforming:
+        ok = pc.match_substring_regex(values, _INTEGER_18)
+        values = pc.if_else(ok, values, pa.scalar(None, values.type))
+    digits = _strip_zero_fraction(values)
+    try:
+        return _chunked(pc.cast(digits, pa.int64()))
+    except pa.ArrowInvalid:  # more than 18 digits: only those fail
+        fits = pc.match_substring_regex(digits, r"^-?[0-9]{1,18}$")
+        return _chunked(pc.cast(pc.if_else(fits, digits, pa.scalar(None, digits.type)), pa.int64()))
+
+
+def parse_numbers(values: ArrowValues, *, conforming: bool = False) -> pa.ChunkedArray:
+    """float64 of numeric text; numeric types cast. When some text does not parse, only the
+    values matching ``rules.TYPE_PATTERNS['decimal']`` are read and the rest become null (the
+    type-conformance rule reports them)."""
     values = _chunked(values)
     if pa.types.is_floating(values.type) or pa.types.is_integer(values.type):
         return pc.cast(values, pa.float64())
+    if pa.types.is_decimal(values.type):
+        # Arrow's decimal -> float cast is not correctly rounded (9987.71 -> 9987.710000000001);
+        # through the decimal's text it is, and equals the double of the same text in a rule
+        return pc.cast(pc.cast(values, pa.string()), pa.float64())
     values = as_text(values)
     try:
         return pc.cast(values, pa.float64())  # the common case: every value parses, no regex pass
     except pa.ArrowInvalid:
         pass
-    numeric = pc.match_substring_regex(values, _DECIMAL_TEXT)
-    kept = pc.if_else(numeric, values, pa.scalar(None, type=values.type))
+    if conforming:
+        kept = values
+    else:
+        numeric = pc.match_substring_regex(values, _DECIMAL_TEXT)
+        kept = pc.if_else(numeric, values, pa.scalar(None, type=values.type))
     try:
         return pc.cast(kept, pa.float64())
     except pa.ArrowInvalid:  # a form the pattern accepts but Arrow's parser does not ('5.')
         return pa.chunked_array(
-            [pa.array([None if v is None else float(v) for v in kept.to_pylist()], pa.float64())]
+            [pa.array([_float_or_none(v) for v in kept.to_pylist()], pa.float64())]
         )
+
+
+def _float_or_none(text: str | None) -> float | None:
+    try:
+        return None if text is None else float(text)
+    except ValueError:
+        return None
+
+
+to_numbers = parse_numbers  # the name the rule preparation has always used
+
+
+def parse_booleans(values: ArrowValues) -> pa.ChunkedArray:
+    """bool of ``rules.TRUE_STRINGS``/``FALSE_STRINGS`` text ('-1', 'Yes', 'false', ...); bool
+    kept; numbers -> value != 0; anything else null."""
+    values = _chunked(values)
+    if pa.types.is_boolean(values.type):
+        return values
+    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
+        return pc.not_equal(values, 0)
+    text = as_text(values)
+    true = pc.is_in(text, value_set=pa.array(sorted(TRUE_STRINGS), text.type))
+    false = pc.is_in(text, value_set=pa.array(sorted(FALSE_STRINGS), text.type))
+    return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+
+
+def has_utc_offsets(values: ArrowValues) -> bool:
+    """True when a text value ends in a UTC offset ('Z', '+02:00', '-0500'): three literal scans
+    rule most columns out before any regex runs."""
+    values = _chunked(values)
+    if not is_text_type(values.type) or len(values) == 0:
+        return False
+    candidate = pc.or_(
+        pc.or_(pc.ends_with(values, "Z"), pc.match_substring(values, "+")),
+        pc.greater(pc.count_substring(values, "-"), 2),
+    )
+    if not pc.any(candidate).as_py():
+        return False
+    return bool(pc.any(pc.match_substring_regex(values, _WITH_OFFSET)).as_py())
+
+
+def _offset_micros(offset: ArrowValues) -> ArrowValues:
+    """'Z', '+02:00', '-0530', '+02' -> the offset in microseconds (null offset -> 0)."""
+    digits = pc.replace_substring(pc.if_else(pc.equal(offset, "Z"), "+00", offset), ":", "")
+    hours = pc.cast(pc.utf8_slice_codeunits(digits, 1, 3), pa.int64())
+    minutes_text = pc.utf8_slice_codeunits(digits, 3, 5)
+    minutes_text = pc.if_else(pc.equal(pc.utf8_length(minutes_text), 2), minutes_text, "0")
+    minutes = pc.add(pc.multiply(hours, 60), pc.cast(minutes_text, pa.int64()))
+    minutes = pc.if_else(pc.starts_with(digits, "-"), pc.negate(minutes), minutes)
+    return pc.multiply(pc.fill_null(minutes, 0), 60_000_000)
+
+
+def parse_timestamps(
+    values: ArrowValues, utc: bool = False, *, conforming: bool = False
+) -> pa.ChunkedArray:
+    """timestamp[us] of the date pattern's forms (date, date + HH:MM[:SS[.fff]], ' ' or 'T', an
+    optional UTC offset that is applied: the result is the UTC time) with a calendar check;
+    anything else null. ``utc`` returns timestamp[us, tz=UTC]. date/timestamp input is cast.
+
+    Each normalisation runs only when its form is present: most exports hold one form, and
+    these regex passes dominate the cost of typing."""
+    target = pa.timestamp("us", tz="UTC") if utc else pa.timestamp("us")
+    values = _chunked(values)
+    if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+        if pa.types.is_timestamp(values.type) and values.type.tz is not None and not utc:
+            return pc.cast(pc.cast(values, pa.timestamp("us", tz="UTC")), pa.timestamp("us"))
+        return pc.cast(values, target)
+    text = as_text(values).combine_chunks()
+    if not conforming:
+        ok = pc.match_substring_regex(text, TYPE_PATTERNS["date"])
+        text = pc.if_else(ok, text, pa.scalar(None, text.type))
+    shift = None
+    if has_utc_offsets(text):
+        parts = pc.extract_regex(text, _WITH_OFFSET)
+        base = pc.struct_field(parts, [0])
+        offset = pc.struct_field(parts, [1])
+        text = pc.if_else(pc.is_valid(base), base, text)
+        shift = _offset_micros(offset)
+    norm = text
+    lengths = pc.utf8_length(text)
+    if pc.any(pc.match_substring(text, "T")).as_py():
+        norm = pc.replace_substring_regex(norm, r"^(\d{4}-\d{2}-\d{2})T", r"\1 ")
+    if pc.any(pc.equal(lengths, 10)).as_py():
+        norm = pc.replace_substring_regex(norm, r"^(\d{4}-\d{2}-\d{2})$", r"\1 00:00:00")
+    if pc.any(pc.equal(lengths, 16)).as_py():
+        norm = pc.replace_substring_regex(norm, r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2})$", r"\1:00")
+    base = pc.utf8_slice_codeunits(norm, 0, 19)
+    parsed = pc.strptime(base, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
+    # strptime rolls 2021-02-30 over to 2021-03-02; the pattern bounds every other field, so a
+    # value is a real date exactly when its day survives the parse.
+    printed_day = pc.utf8_lpad(pc.cast(pc.day(parsed), pa.string()), 2, "0")
+    same = pc.equal(printed_day, pc.utf8_slice_codeunits(base, 8, 10))
+    parsed = pc.if_else(pc.fill_null(same, False), parsed, pa.scalar(None, pa.timestamp("us")))
+    if pc.any(pc.greater(lengths, 19)).as_py():
+        fraction = pc.struct_field(pc.extract_regex(norm, r"\.(?P<f>\d+)$"), [0])
+        micros = pc.cast(pc.utf8_slice_codeunits(pc.utf8_rpad(fraction, 6, "0"), 0, 6), pa.int64())
+        parsed = pc.add(parsed, pc.cast(pc.fill_null(micros, 0), pa.duration("us")))
+    if shift is not None:
+        parsed = pc.subtract(parsed, pc.cast(shift, pa.duration("us")))
+    return _chunked(pc.cast(parsed, target) if utc else parsed)
 
 
 def column_kind(
@@ -174,15 +405,71 @@ def column_kind(
     return None
 
 
-def preparation(expectation: Expectation, kind: str | None = None) -> str:
-    """Which form of the column a rule is checked on: TEXT, CANONICAL or NUMBER."""
+def preparation(
+    expectation: Expectation, kind: str | None = None, arrow_type: pa.DataType | None = None
+) -> str:
+    """Which form of the column a rule is checked on: TEXT, CANONICAL, NUMBER or TYPED.
+
+    ``arrow_type`` is the Bronze column's type: a typed column is checked on its values (ints
+    as int64, numbers as float64, dates and timestamps as timestamp[us] in UTC), and only the
+    rules that read text (regex, lengths) see its text form."""
     etype = expectation.expectation_type
+    typed = arrow_type is not None and is_typed(arrow_type)
     if etype == "expect_column_values_to_be_between":
         return NUMBER
-    if etype == "expect_column_values_to_be_unique" or expectation.reference is not None:
+    if (
+        etype in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
+        or expectation.reference is not None
+    ):
         return CANONICAL
+    if typed:
+        if etype in (
+            "expect_column_values_to_match_regex",
+            "expect_column_value_lengths_to_be_between",
+        ):
+            return TEXT
+        return TYPED
     kind = kind if kind is not None else expectation.meta.get("kind")
     return CANONICAL if kind in KEY_KINDS else TEXT
+
+
+def _is_temporal(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)
+
+
+def prepare_form(values: ArrowValues, form: str) -> pa.ChunkedArray:
+    """A null-normalised column (:func:`normalize_nulls`) in the given form."""
+    values = _chunked(values)
+    if form == CANONICAL:
+        return key_values(values)
+    if form == NUMBER:
+        if _is_temporal(values.type):
+            return parse_timestamps(values)
+        return parse_numbers(values)
+    if form == TYPED and is_typed(values.type):
+        if pa.types.is_integer(values.type):
+            return key_values(values)
+        if pa.types.is_decimal(values.type) or pa.types.is_floating(values.type):
+            return parse_numbers(values)
+        if _is_temporal(values.type):
+            return parse_timestamps(values)
+        return values
+    return as_text(values)
+
+
+def prepared_type(arrow_type: pa.DataType, form: str) -> pa.DataType:
+    """The type :func:`prepare_form` gives a column of ``arrow_type`` (without reading it)."""
+    if is_typed(arrow_type) and form != TEXT:
+        if pa.types.is_integer(arrow_type):
+            return pa.int64()
+        if form == CANONICAL:
+            return pa.string()
+        if _is_temporal(arrow_type):
+            return pa.timestamp("us")
+        if pa.types.is_decimal(arrow_type) or pa.types.is_floating(arrow_type):
+            return pa.float64()
+        return arrow_type
+    return pa.float64() if form == NUMBER else pa.string()
 
 
 def prepare_arrow(
@@ -192,18 +479,14 @@ def prepare_arrow(
     kind: str | None = None,
 ) -> pa.ChunkedArray:
     """:func:`prepare_column` as Arrow (what the masks use, before pandas conversion)."""
-    form = preparation(expectation, kind)
-    values = normalize_nulls(values, placeholders)
-    if form == CANONICAL:
-        return canonical_ids(values)
-    if form == NUMBER:
-        return to_numbers(values)
-    return values
+    values = _chunked(values)
+    form = preparation(expectation, kind, values.type)
+    return prepare_form(normalize_nulls(values, placeholders), form)
 
 
 def to_series(values: pa.ChunkedArray, name: str | None = None) -> pd.Series:
     """Arrow -> pandas without copying text (pyarrow-backed strings, NaN for null)."""
-    if _is_text_type(values.type) and not pa.types.is_string(values.type):
+    if is_text_type(values.type) and not pa.types.is_string(values.type):
         values = pc.cast(values, pa.string())
     if pa.types.is_string(values.type):
         series = pd.Series(pd.array(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
@@ -226,8 +509,30 @@ def prepare_column(
     return to_series(prepare_arrow(values, expectation, placeholders, kind), expectation.column)
 
 
-def prepare_value_set(expectation: Expectation, kind: str | None = None) -> list[str] | None:
-    """The rule's value set as text, canonicalised when the column is (YAML may hold numbers)."""
+def _text_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else str(value)
+
+
+def _coerce(texts: pa.Array, target: pa.DataType) -> pa.ChunkedArray:
+    """Rule-file values (as text) in a prepared column's type; those that do not parse -> null."""
+    if pa.types.is_integer(target):
+        return parse_integers(texts)
+    if pa.types.is_floating(target):
+        return parse_numbers(texts)
+    if pa.types.is_boolean(target):
+        return parse_booleans(texts)
+    if pa.types.is_timestamp(target):
+        return parse_timestamps(texts)
+    return _chunked(texts)
+
+
+def prepare_value_set(
+    expectation: Expectation, kind: str | None = None, target: pa.DataType | None = None
+) -> list[Any] | None:
+    """The rule's value set in the prepared column's type ``target`` (:func:`prepared_type`;
+    text when None), canonicalised when the column is (YAML may hold numbers for text)."""
     raw = expectation.kwargs.get("value_set")
     if raw is None:
         return None
@@ -235,10 +540,45 @@ def prepare_value_set(expectation: Expectation, kind: str | None = None) -> list
         raise RuleEvaluationError(
             expectation.rule_id, f"value_set must be a list, not {type(raw).__name__}"
         )
-    texts = [v if isinstance(v, str) else str(v) for v in raw if v is not None]
+    typed = target is not None and not is_text_type(target)
+    texts = [
+        _text_of(v) if typed else (v if isinstance(v, str) else str(v))
+        for v in raw
+        if v is not None
+    ]
+    if typed:
+        coerced = _coerce(pa.array(texts, type=pa.string()), target)
+        return list(dict.fromkeys(v for v in coerced.to_pylist() if v is not None))
     if preparation(expectation, kind) == CANONICAL:
         texts = canonical_ids(pa.array(texts, type=pa.string())).to_pylist()
     return list(dict.fromkeys(texts))
+
+
+def range_bounds(expectation: Expectation, target: pa.DataType | None = None) -> tuple[Any, Any]:
+    """(min_value, max_value) of a range rule in the prepared column's type: numbers, or
+    datetimes (UTC, no zone) for a date/timestamp column (YAML dates and ISO text accepted)."""
+    rule_id = expectation.rule_id
+    kwargs = expectation.kwargs
+    out = []
+    for name in ("min_value", "max_value"):
+        value = kwargs.get(name)
+        if value is None:
+            out.append(None)
+        elif target is not None and pa.types.is_timestamp(target):
+            if isinstance(value, bool):
+                raise RuleEvaluationError(rule_id, f"{name}={value!r} is not a date")
+            parsed = parse_timestamps(pa.array([_text_of(value).replace("+00:00", "Z")]))
+            moment = parsed[0].as_py()
+            if moment is None:
+                raise RuleEvaluationError(
+                    rule_id,
+                    f"{name}={value!r} is not a date",
+                    hint="write dates as YYYY-MM-DD or YYYY-MM-DD HH:MM:SS",
+                )
+            out.append(moment)
+        else:
+            out.append(_bound(value, rule_id, name))
+    return out[0], out[1]
 
 
 # --- reference sets ------------------------------------------------------------------------------
@@ -255,7 +595,8 @@ def clear_reference_cache() -> None:
 
 
 def reference_values(settings: Settings, table: str, column: str) -> pa.Array:
-    """Distinct canonical non-null values of a parent column, read from its whole Bronze file.
+    """Distinct canonical non-null values of a parent column, read from its whole Bronze file
+    (int64 for an integer column, canonical text otherwise: see :func:`key_values`).
 
     Always all rows, whatever ``sample_size``: a sampled parent would turn real references into
     orphans. Cached per process, keyed on the file's size and modification time, so one run reads
@@ -291,7 +632,7 @@ def reference_values(settings: Settings, table: str, column: str) -> pa.Array:
         data = parquet.read(columns=[column]).column(0)
     except (OSError, pa.ArrowException) as exc:
         raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
-    values = pc.unique(canonical_ids(normalize_nulls(data, placeholders)))
+    values = pc.unique(key_values(normalize_nulls(data, placeholders)))
     values = pc.drop_null(values)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
@@ -379,12 +720,20 @@ def _bound(value: Any, rule_id: str, name: str) -> float | None:
     return float(value)
 
 
-def _outside(values: pa.ChunkedArray, kwargs: dict[str, Any], rule_id: str) -> np.ndarray:
-    lo = _bound(kwargs.get("min_value"), rule_id, "min_value")
-    hi = _bound(kwargs.get("max_value"), rule_id, "max_value")
+def _outside(
+    values: pa.ChunkedArray,
+    bounds: tuple[Any, Any],
+    rule_id: str,
+    kwargs: dict[str, Any] | None = None,
+) -> np.ndarray:
+    lo, hi = bounds
     if lo is None and hi is None:
         raise RuleEvaluationError(rule_id, "min_value and max_value cannot both be empty")
+    kwargs = kwargs or {}
     bad = np.zeros(len(values), dtype=bool)
+    if pa.types.is_timestamp(values.type):
+        lo = None if lo is None else pa.scalar(lo, values.type)
+        hi = None if hi is None else pa.scalar(hi, values.type)
     if lo is not None:
         below = pc.less_equal if kwargs.get("strict_min") else pc.less
         bad |= _bool(below(values, lo))
@@ -410,6 +759,68 @@ def duplicated_mask(values: ArrowValues) -> np.ndarray:
     counts = np.bincount(codes[present], minlength=len(distinct))
     mask = np.zeros(len(values), dtype=bool)
     mask[present] = counts[codes[present]] > 1
+    return mask
+
+
+COMPOUND_UNIQUE = "expect_compound_columns_to_be_unique"
+
+
+def compound_ignore_rule(expectation: Expectation) -> str:
+    """The ``ignore_row_if`` a compound-uniqueness rule runs with: the rule's own, else
+    ``any_value_is_missing`` (a key with a null part identifies nothing, so it never collides;
+    GX's own default would compare nulls as equal values)."""
+    return str(expectation.kwargs.get("ignore_row_if") or "any_value_is_missing")
+
+
+IGNORE_ROW_IF = ("any_value_is_missing", "all_values_are_missing", "never")
+
+
+def duplicated_rows(
+    columns: Sequence[ArrowValues], ignore_row_if: str = "any_value_is_missing"
+) -> np.ndarray:
+    """True on every row whose combination of values occurs more than once (a composite key's
+    duplicates). ``ignore_row_if`` is GX's: with ``any_value_is_missing`` (the platform's
+    default) a row with a null never collides; otherwise a null is compared as a value, and
+    ``all_values_are_missing`` leaves out only the rows null in every column."""
+    if ignore_row_if not in IGNORE_ROW_IF:
+        raise RuleEvaluationError(
+            "expect_compound_columns_to_be_unique",
+            f"ignore_row_if={ignore_row_if!r} is not one of {', '.join(IGNORE_ROW_IF)}",
+        )
+    if not columns:
+        raise RuleEvaluationError("expect_compound_columns_to_be_unique", "no columns")
+    n = len(columns[0])
+    if n == 0:
+        return np.zeros(0, dtype=bool)
+    combined = np.zeros(n, dtype=np.int64)
+    any_null = np.zeros(n, dtype=bool)
+    all_null = np.ones(n, dtype=bool)
+    span = 1
+    for values in columns:
+        values = _chunked(values).combine_chunks()
+        encoded = pc.dictionary_encode(values)
+        codes = np.asarray(
+            pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False), dtype=np.int64
+        )
+        if pa.types.is_floating(values.type):
+            codes[_bool(pc.is_nan(values))] = -1
+        null = codes < 0
+        any_null |= null
+        all_null &= null
+        size = len(encoded.dictionary) + 1
+        if span * size >= 2**62:  # renumber densely before the product could overflow
+            combined = np.unique(combined, return_inverse=True)[1].astype(np.int64)
+            span = int(combined.max(initial=0)) + 1
+        combined = combined * size + (codes + 1)
+        span *= size
+    counted = ~any_null if ignore_row_if == "any_value_is_missing" else np.ones(n, dtype=bool)
+    if ignore_row_if == "all_values_are_missing":
+        counted = ~all_null
+    mask = np.zeros(n, dtype=bool)
+    if not counted.any():
+        return mask
+    _, inverse, counts = np.unique(combined[counted], return_inverse=True, return_counts=True)
+    mask[counted] = counts[inverse] > 1
     return mask
 
 
@@ -439,22 +850,24 @@ def mask_prepared(
                 )
             allowed = reference
         else:
-            value_set = prepare_value_set(expectation, kind)
+            value_set = prepare_value_set(expectation, kind, prepared.type)
             if value_set is None:
                 return np.zeros(len(prepared), dtype=bool)  # GX: no value set -> vacuously true
-            allowed = pa.array(value_set, type=pa.string())
-        if allowed.type != prepared.type:
-            allowed = allowed.cast(prepared.type)
-        return present & ~_bool(is_in(prepared, pc.drop_null(allowed)))
+            allowed = pa.array(value_set, type=prepared.type)
+        values, allowed = comparable(prepared, pc.drop_null(allowed))
+        return present & ~_bool(is_in(values, allowed))
     if etype == "expect_column_value_lengths_to_be_between":
-        return present & _outside(pc.utf8_length(prepared), kwargs, rule_id)
+        lengths = pc.utf8_length(as_text(prepared))
+        return present & _outside(lengths, range_bounds(expectation), rule_id, kwargs)
     if etype == "expect_column_values_to_match_regex":
         regex = kwargs.get("regex")
         if not isinstance(regex, str):
             raise RuleEvaluationError(rule_id, "kwargs.regex is missing or not text")
         return present & ~_bool(pc.match_substring_regex(prepared, regex))
     if etype == "expect_column_values_to_be_between":
-        return present & _outside(prepared, kwargs, rule_id)
+        return present & _outside(
+            prepared, range_bounds(expectation, prepared.type), rule_id, kwargs
+        )
     raise RuleEvaluationError(
         rule_id,
         f"{etype} is a table-level rule and has no row mask",
@@ -477,6 +890,19 @@ def unexpected_mask(
     Raises :class:`RuleEvaluationError` for a table-level rule or a column the table lacks.
     """
     column = expectation.column
+    if expectation.expectation_type == COMPOUND_UNIQUE:
+        missing = [c for c in expectation.columns if c not in table.column_names]
+        if missing:
+            raise RuleEvaluationError(
+                expectation.rule_id,
+                f"column(s) {', '.join(missing)} not in the data",
+                hint="fix the export or the rule's column_list",
+            )
+        prepared = [
+            prepare_arrow(table.column(c), expectation, placeholders, kind)
+            for c in expectation.columns
+        ]
+        return duplicated_rows(prepared, compound_ignore_rule(expectation))
     if not expectation.is_row_level:
         mask_prepared(pa.chunked_array([], pa.string()), expectation)  # raises with the reason
     if column not in table.column_names:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ import yaml
 from .errors import AimsError, SettingsError
 from .settings import Settings, load_settings
 
+_default_show_warning = warnings.showwarning
 Handler = Callable[[argparse.Namespace], int]
 Configure = Callable[[argparse.ArgumentParser], None]
 _COMMANDS: dict[str, tuple[str, Configure | None, Handler]] = {}
@@ -125,6 +127,31 @@ def _cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _init_public_args(p: argparse.ArgumentParser) -> None:
+    from .public_lakes import DATASETS
+
+    p.add_argument("dataset", choices=DATASETS, help="tpch, tpcds or flights (nycflights13)")
+    p.add_argument("--scale", type=float, default=0.01, help="TPC scale factor (default 0.01)")
+    p.add_argument("--as-text", action="store_true", help="write every column as text")
+
+
+@command(
+    "init-public",
+    "write a public data set (TPC-H, TPC-DS, nycflights13) into the Bronze folder, offline",
+    _init_public_args,
+)
+def _cmd_init_public(args: argparse.Namespace) -> int:
+    from .public_lakes import build_lake
+
+    settings = settings_from_args(args)
+    rows = build_lake(args.dataset, settings.paths.bronze, scale=args.scale, as_text=args.as_text)
+    print(
+        f"wrote {len(rows)} {args.dataset} tables, {sum(rows.values()):,} rows to "
+        f"{settings.paths.bronze}" + (" (all columns as text)" if args.as_text else "")
+    )
+    return 0
+
+
 # --- orchestrate (run_all.py) ---------------------------------------------------------------
 
 
@@ -212,6 +239,11 @@ def _cmd_monitor(args: argparse.Namespace) -> int:
     print(
         f"validation run {report.run.run_id}: {o['tables']} tables, {o['passed']} passed, "
         f"{o['failed']} failed, {o['errors']} error, {o['skipped']} skipped"
+    )
+    print(
+        f"loads: {o['loads_ok']} loaded, {o['loads_failed']} failed, "
+        f"{o['loads_not_promoted']} not promoted, {o['never_loaded']} never loaded; "
+        f"pass rate counts {o['passing']} of {o['judged']} tables (PASSED and in Silver)"
     )
     rows = report.targets.assign(
         value=report.targets["value"].map(lambda v: "n/a" if v is None else f"{v:.2f}%"),
@@ -339,13 +371,36 @@ def _cmd_dq_model(args: argparse.Namespace) -> int:
 # --- profile, adjust-thresholds (profiling.py, rules.py) ----------------------------------------
 
 
+def setting_type(key: str) -> Callable[[str], Any]:
+    """An argparse ``type`` that checks a value as the setting ``key`` would (same message)."""
+    from .settings import KEYS, _coerce
+
+    def parse(raw: str) -> Any:
+        try:
+            value = int(raw) if KEYS[key].kind in ("int", "optional_int") else float(raw)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{raw!r} is not a number") from None
+        try:
+            return _coerce(key, value, "the command line")
+        except SettingsError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = key  # argparse names the type in its messages
+    return parse
+
+
 def add_run_scope(p: argparse.ArgumentParser, verb: str) -> None:
     """--tables, --sample-size, --max-workers, --run-id: how much of the lake a run covers."""
     p.add_argument("--tables", nargs="+", default=None, help="only these tables (default: all)")
     p.add_argument(
-        "--sample-size", type=int, default=None, help=f"{verb} only the first N rows (default: all)"
+        "--sample-size",
+        type=setting_type("sample_size"),
+        default=None,
+        help=f"{verb} only the first N rows (default: all)",
     )
-    p.add_argument("--max-workers", type=int, default=None, help="parallel processes")
+    p.add_argument(
+        "--max-workers", type=setting_type("max_workers"), default=None, help="parallel processes"
+    )
     p.add_argument("--run-id", default=None, help="run id to record (default: a new one)")
 
 
@@ -575,6 +630,13 @@ def _cmd_build_gold(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     build = build_gold(settings)
+    if build.skip_reason is not None or build.failure is not None:
+        for note in build.notes:  # the build's notes are printed after its tables otherwise
+            print(f"note: {note}")
+    if build.skip_reason is not None:
+        print(f"gold skipped: {build.skip_reason}")
+        return 0
+    build.raise_for_sources()  # Bronze rows that Silver lacks: an error naming the tables
     print_table(
         [
             {"table": t, "rows": f"{n:,}", "path": build.paths.get(t, "")}
@@ -607,8 +669,12 @@ def _cmd_bi_kpis(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     result = run_bi(settings)
+    if result.skip_reason is not None:
+        print(f"bi skipped: {result.skip_reason}")
+        return 0
+    result.raise_for_sources()  # an input lacking its rows: an error naming it
     for key, value in result.headline().items():
-        if key != "notes":
+        if key not in ("notes", "skip_reason", "failure"):
             print(f"{key}: {value}")
     for note in result.notes:
         print(f"note: {note}")
@@ -772,9 +838,14 @@ def _silver_schema_args(p: argparse.ArgumentParser) -> None:
     _silver_schema_args,
 )
 def _cmd_silver_schema(args: argparse.Namespace) -> int:
-    from .ingestion import silver_type_rows
+    """origin: source (the Bronze column is typed and keeps its type), inferred (the profiler's
+    rule or the spec), rule file (a rule a person wrote), override (``types:`` in the rule
+    file), default (text)."""
+    from .ingestion import silver_key, silver_type_rows
 
-    print_table(silver_type_rows(settings_from_args(args), args.table))
+    settings = settings_from_args(args)
+    print_table(silver_type_rows(settings, args.table))
+    print(silver_key(settings, args.table))
     return 0
 
 
@@ -806,12 +877,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """The platform's own warnings (skipped files, unknown variables) as one line each."""
+    from .errors import BronzeNameWarning, SettingsWarning
+
+    if issubclass(category, (BronzeNameWarning, SettingsWarning)):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default_show_warning(message, category, filename, lineno, file, line)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Platform errors, and a disk or folder the OS refuses, print as one
+    sentence and exit 2; a command run on a lake that another run holds says who holds it."""
+    from .errors import os_error_as_aims
+
     args = build_parser().parse_args(argv)
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():  # restores the caller's warning display afterwards
+            warnings.showwarning = _show_warning
+            return int(args.handler(args))
     except AimsError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a write the library did not wrap: still a sentence, not a traceback
+        print(f"error: {os_error_as_aims(exc, exc.filename, args.command)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

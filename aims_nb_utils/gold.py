@@ -26,8 +26,17 @@ Why a star and why these rules:
   dimensions first and the fact last. Surrogate keys are positional, so a build killed between
   those writes leaves dimensions that do not match the old fact: :func:`check_integrity` reads
   the written tables back and reports exactly that; rebuilding fixes it.
-* Missing or empty Silver sources give empty but typed tables (with their Unknown members), and
-  the build says which sources were missing, so a first run never crashes.
+* Gold says when it does not apply, and never reports an empty build as a success
+  (:func:`gold_readiness`). A lake without ``aims_assets`` (the fact's grain) in Bronze or Silver
+  is not an AIMS lake: the build is *skipped* with the missing tables named, and nothing is
+  written. A source whose Bronze has rows but whose Silver has none (never loaded, the load
+  failed, or it was not promoted) is a *failure* naming the table and its last load: Gold would
+  otherwise be silently partial. Sources absent from the lake altogether (a partial AIMS lake),
+  and the two reference tables that only check IDs, give Unknown members and a note.
+* Silver is typed (IDs int64, numbers float64, dates timestamps, flags bool) and Gold takes those
+  columns as they are. A column Silver left as text (a rule file without a type rule, an
+  'evolve' drift) is parsed by the one shared parser (:mod:`aims_nb_utils.checks`), never by a
+  copy of it here.
 """
 
 from __future__ import annotations
@@ -41,7 +50,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import checks
 from .errors import AimsError
+from .orchestration import SKIP_KEY
 from .settings import Settings
 
 UNKNOWN_KEY = -1
@@ -219,6 +230,17 @@ class GoldBuildError(AimsError):
         super().__init__(f"Gold from Silver table {table}, column {column}: {problem}", hint=hint)
 
 
+class GoldSourceError(AimsError):
+    """Gold applies to this lake but Silver lacks rows its Bronze sources have (loads failed)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"Gold cannot be built: {problem}",
+            hint="load those tables into Silver (notebook 02 or `python -m aims_nb_utils "
+            "ingest-all`; `history` shows why a load failed), then rebuild Gold",
+        )
+
+
 class GoldIntegrityError(AimsError):
     """Fact rows do not all resolve their dimensions (or a dimension key is duplicated)."""
 
@@ -314,17 +336,31 @@ class GoldBuild:
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tables: dict[str, pa.Table] = field(default_factory=dict, repr=False)
+    skip_reason: str | None = None  # Gold does not apply to this lake (nothing was written)
+    failure: str | None = None  # Gold applies but Silver lacks its sources (nothing was written)
 
     @property
     def empty(self) -> bool:
         return self.row_counts.get(FACT, 0) == 0
 
     @property
+    def applies(self) -> bool:
+        return self.skip_reason is None
+
+    @property
     def status(self) -> str:
-        """'success' when every fact row resolves every dimension, else 'failed'."""
-        if self.integrity is None:
+        """skipped (does not apply), failed (sources unloaded, or a fact row resolving no
+        dimension row), else success."""
+        if self.skip_reason is not None:
+            return "skipped"
+        if self.failure is not None or self.integrity is None:
             return "failed"
         return "success" if self.integrity.passed else "failed"
+
+    def raise_for_sources(self) -> None:
+        """Raise GoldSourceError when Silver lacked the rows Gold is built from."""
+        if self.failure is not None:
+            raise GoldSourceError(self.failure)
 
     def raise_for_integrity(self) -> None:
         """Raise GoldIntegrityError unless every fact row resolves every dimension."""
@@ -356,7 +392,140 @@ class GoldBuild:
             "missing_sources": [t for t, s in self.sources.items() if not s.present],
             "storage_format": self.storage_format,
             "seconds": round(self.seconds, 3),
+            SKIP_KEY: self.skip_reason,
+            "failure": self.failure,
+            "notes": list(self.notes),
         }
+
+
+# --- does Gold apply? ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceState:
+    """Where one source table stands in the lake: Bronze file, Silver rows, last load attempt."""
+
+    table: str
+    in_bronze: bool
+    bronze_rows: int | None  # None: no file, or its footer cannot be read
+    in_silver: bool
+    silver_rows: int
+    last_load: str | None = None  # status of the latest load attempt (loaded|not_promoted|error)
+    load_error: str = ""
+
+    @property
+    def present(self) -> bool:
+        return self.in_bronze or self.in_silver
+
+    @property
+    def unloaded(self) -> bool:
+        """Bronze has (or may have) rows that Silver does not: the load did not bring them."""
+        return self.in_bronze and self.bronze_rows != 0 and self.silver_rows == 0
+
+    def describe(self) -> str:
+        bronze = "?" if self.bronze_rows is None else f"{self.bronze_rows:,}"
+        silver = f"{self.silver_rows:,} rows" if self.in_silver else "no table"
+        load = self.last_load or "never loaded"
+        if self.load_error:
+            load += f": {self.load_error}"
+        return f"{self.table} (Bronze {bronze} rows, Silver {silver}, last load {load})"
+
+
+def source_states(
+    settings: Settings, tables: tuple[str, ...] | list[str]
+) -> dict[str, SourceState]:
+    """Bronze footer rows, Silver row counts and the latest load attempt of each table.
+
+    Read from metadata and the state DB only (no data), so a phase can decide whether it
+    applies before reading anything.
+    """
+    import pyarrow.parquet as pq
+
+    from . import storage
+    from .ingestion import history_rows
+
+    states = {}
+    for table in tables:
+        path = settings.paths.bronze_file(table)
+        bronze_rows: int | None = None
+        if path.is_file():
+            try:
+                bronze_rows = pq.ParquetFile(path).metadata.num_rows
+            except Exception:  # noqa: BLE001 - an unreadable file still counts as present
+                bronze_rows = None
+        in_silver = storage.table_exists(settings, "silver", table)
+        silver_rows = storage.count_rows(settings, "silver", table) if in_silver else 0
+        loads = history_rows(settings, limit=1, table=table)
+        last = loads[0] if loads else {}
+        states[table] = SourceState(
+            table=table,
+            in_bronze=path.is_file(),
+            bronze_rows=bronze_rows,
+            in_silver=in_silver,
+            silver_rows=silver_rows,
+            last_load=last.get("status"),
+            load_error=str(last.get("error") or ""),
+        )
+    return states
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """Whether a phase built on AIMS tables applies to this lake, and if not why."""
+
+    skip_reason: str | None = None  # the phase does not apply (not an AIMS lake, nothing to use)
+    failure: str | None = None  # it applies, but Silver lacks what Bronze has
+    notes: tuple[str, ...] = ()
+
+    @property
+    def applies(self) -> bool:
+        return self.skip_reason is None and self.failure is None
+
+
+def not_an_aims_lake(settings: Settings, missing: list[str], what: str) -> str:
+    """The skip reason every AIMS-only phase gives, naming the tables and where they were sought."""
+    return (
+        f"not an AIMS lake: {', '.join(missing)} missing in Bronze ({settings.paths.bronze}) "
+        f"and Silver; {what}"
+    )
+
+
+def gold_readiness(settings: Settings, states: dict[str, SourceState] | None = None) -> Readiness:
+    """Skip, fail or build: decided from the lake before Gold reads a row (see module docstring)."""
+    states = states or source_states(settings, SOURCE_TABLES)
+    missing = [t for t in SOURCE_TABLES if not states[t].present]
+    assets = states[ASSETS]
+    if not assets.present:
+        return Readiness(
+            skip_reason=not_an_aims_lake(
+                settings, missing, f"Gold's {FACT} has one row per {ASSETS} row"
+            )
+        )
+    if assets.silver_rows == 0 and (not assets.in_bronze or assets.bronze_rows == 0):
+        where = (
+            "Bronze and Silver"
+            if assets.in_bronze and assets.in_silver
+            else ("Bronze" if assets.in_bronze else "Silver")
+        )
+        return Readiness(skip_reason=f"nothing to build from: {ASSETS} has 0 rows in {where}")
+    notes: list[str] = []  # absent sources are noted by the build (their Unknown-only dimension)
+    unloaded = [s for s in states.values() if s.unloaded]
+    blocking = [s for s in unloaded if s.table not in REFERENCE_SOURCES]
+    notes += [
+        f"{s.describe()}: asset {REFERENCE_SOURCES[s.table]} values are not checked against it"
+        for s in unloaded
+        if s.table in REFERENCE_SOURCES
+    ]
+    for state in states.values():
+        if state.silver_rows and state.last_load in ("error", "not_promoted"):
+            notes.append(
+                f"{state.table}'s latest load was {state.last_load}: Gold uses the Silver rows "
+                "of an earlier load"
+            )
+    if blocking:
+        failure = "Silver has no rows for " + "; ".join(s.describe() for s in blocking)
+        return Readiness(failure=failure, notes=tuple(notes))
+    return Readiness(notes=tuple(notes))
 
 
 # --- reading Silver ------------------------------------------------------------------------------
@@ -400,29 +569,34 @@ def read_source(
     return data.select(list(columns)), SourceInfo(table, True, data.num_rows, missing, verdict)
 
 
-# Silver column readers. Silver's typing is the contract (IDs Int64, dates timestamps, numbers
-# float64, booleans boolean), but a column kept as text by an 'evolve' schema drift must not
-# break Gold: each reader accepts the typed column and its text form, and names the table and
-# column when neither applies.
+# Silver column readers. Silver's typing is the contract (IDs int64, numbers float64, dates
+# timestamps, flags bool) and a typed column is used as it is. A column Silver kept as text (no
+# type rule for it, an 'evolve' drift) goes through the one shared parser in checks.py, so Gold
+# reads '13000015.0', '-1' or '2024-01-05T10:00Z' exactly as validation and Silver typing do.
+# A type that is neither (a date where an ID belongs) names the table and column.
+
+
+def _text_or_nulls(values: pa.ChunkedArray, kind: pa.DataType) -> pa.ChunkedArray | None:
+    """All-null columns (a missing source column) as typed nulls; None for anything else."""
+    if pa.types.is_null(values.type):
+        return pa.chunked_array([pa.nulls(len(values), type=kind)])
+    return None
 
 
 def as_ids(data: pa.Table, table: str, column: str) -> pa.ChunkedArray:
-    """An ID column as int64 (Silver types IDs as Int64; text such as '13000015.0' is tolerated)."""
+    """An ID column as int64: typed integers as they are, whole floats/decimals and integer text
+    ('13000015.0') through :func:`checks.parse_integers`."""
     values = data.column(column)
     kind = values.type
-    if pa.types.is_null(kind):
-        return pa.chunked_array([pa.nulls(len(values), type=_I64)])
-    if pa.types.is_integer(kind):
-        return values.cast(_I64)
-    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        floats = values.cast(_F64)
-        whole = pc.equal(floats, pc.floor(floats))
-        return pc.if_else(whole, floats, None).cast(_I64)
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        text = pc.utf8_trim_whitespace(values)
-        numeric = pc.match_substring_regex(text, r"^-?\d+(\.0+)?$")
-        cleaned = pc.if_else(numeric, pc.replace_substring_regex(text, r"\.0+$", ""), None)
-        return cleaned.cast(_I64)
+    nulls = _text_or_nulls(values, _I64)
+    if nulls is not None:
+        return nulls
+    if pa.types.is_int64(kind):
+        return values
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return checks.parse_integers(values)
+    if checks.is_text_type(kind):
+        return checks.parse_integers(values)
     raise GoldBuildError(
         table,
         column,
@@ -432,19 +606,22 @@ def as_ids(data: pa.Table, table: str, column: str) -> pa.ChunkedArray:
 
 
 def as_floats(data: pa.Table, table: str, column: str) -> pa.ChunkedArray:
+    """A measure as float64: numbers cast, text through :func:`checks.parse_numbers`."""
     values = data.column(column)
-    if pa.types.is_null(values.type):
-        return pa.chunked_array([pa.nulls(len(values), type=_F64)])
-    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        text = pc.utf8_trim_whitespace(values)
-        ok = pc.match_substring_regex(text, r"^-?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?$")
-        return pc.if_else(ok, text, None).cast(_F64)
-    try:
-        return values.cast(_F64)
-    except pa.ArrowException as exc:
-        raise GoldBuildError(
-            table, column, f"has type {values.type}, not a number: {exc}"
-        ) from None
+    kind = values.type
+    nulls = _text_or_nulls(values, _F64)
+    if nulls is not None:
+        return nulls
+    if pa.types.is_float64(kind):
+        return values
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_decimal(kind)
+        or checks.is_text_type(kind)
+    ):
+        return checks.parse_numbers(values)
+    raise GoldBuildError(table, column, f"has type {kind}, which is not a number type")
 
 
 def as_text(data: pa.Table, column: str) -> pa.ChunkedArray:
@@ -453,39 +630,32 @@ def as_text(data: pa.Table, column: str) -> pa.ChunkedArray:
 
 
 def as_booleans(data: pa.Table, table: str, column: str) -> pa.ChunkedArray:
-    from .rules import FALSE_STRINGS, TRUE_STRINGS
-
+    """A flag as bool: bool as it is, numbers != 0, text through :func:`checks.parse_booleans`."""
     values = data.column(column)
-    if pa.types.is_boolean(values.type):
-        return values
-    if pa.types.is_null(values.type):
-        return pa.chunked_array([pa.nulls(len(values), type=pa.bool_())])
-    if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return pc.not_equal(values, 0)
-    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
-        raise GoldBuildError(table, column, f"has type {values.type}, which is not a boolean type")
-    text = as_text(data, column)
-    true = pc.is_in(text, value_set=pa.array(sorted(TRUE_STRINGS)))
-    false = pc.is_in(text, value_set=pa.array(sorted(FALSE_STRINGS)))
-    return pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
+    kind = values.type
+    nulls = _text_or_nulls(values, pa.bool_())
+    if nulls is not None:
+        return nulls
+    if (
+        pa.types.is_boolean(kind)
+        or pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or checks.is_text_type(kind)
+    ):
+        return checks.parse_booleans(values)
+    raise GoldBuildError(table, column, f"has type {kind}, which is not a boolean type")
 
 
 def as_timestamps(data: pa.Table, table: str, column: str) -> pa.ChunkedArray:
+    """A date as naive timestamp[us] on the UTC clock (one clock for keys and calendar):
+    timestamps and dates cast, text through :func:`checks.parse_timestamps`."""
     values = data.column(column)
     kind = values.type
-    if pa.types.is_timestamp(kind):
-        # One clock for keys and calendar: the UTC instant, without the zone.
-        return values.cast(pa.timestamp("us"))
-    if pa.types.is_date(kind):
-        return values.cast(pa.timestamp("us"))
-    if pa.types.is_null(kind):
-        return pa.chunked_array([pa.nulls(len(values), type=pa.timestamp("us"))])
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        text = pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(values), 0, 10)
-        ok = pc.match_substring_regex(text, r"^\d{4}-\d{2}-\d{2}$")
-        return pc.strptime(
-            pc.if_else(ok, text, None), format="%Y-%m-%d", unit="us", error_is_null=True
-        )
+    nulls = _text_or_nulls(values, pa.timestamp("us"))
+    if nulls is not None:
+        return nulls
+    if pa.types.is_timestamp(kind) or pa.types.is_date(kind) or checks.is_text_type(kind):
+        return checks.parse_timestamps(values)
     raise GoldBuildError(table, column, f"has type {kind}, which is not a date type")
 
 
@@ -1018,12 +1188,27 @@ def build_gold(
     ``keep_tables`` keeps the built Arrow tables on the result (for tests and small lakes only).
     """
     started = time.perf_counter()
+    readiness = gold_readiness(settings)
+    if not readiness.applies:
+        return GoldBuild(
+            run_id=run_id,
+            row_counts={},
+            sources={},
+            join={},
+            unknown_rows={},
+            integrity=None,
+            storage_format=settings.storage_format,
+            notes=list(readiness.notes),
+            seconds=time.perf_counter() - started,
+            skip_reason=readiness.skip_reason,
+            failure=readiness.failure,
+        )
     sources: dict[str, SourceInfo] = {}
     data: dict[str, pa.Table] = {}
     verdicts = _latest_verdicts(settings)
     for table in SOURCE_TABLES:
         data[table], sources[table] = read_source(settings, table, SOURCE_COLUMNS[table], verdicts)
-    notes = _source_notes(sources)
+    notes = [*readiness.notes, *_source_notes(sources)]
     data[ASSETS], unmatched = conform_lifecycle_ids(
         data[ASSETS], {t: data[t] for t in REFERENCE_SOURCES}
     )

@@ -22,31 +22,44 @@ Per table and run:
    missing column is null in Silver, an extra one is kept as text; noted in the result);
    ``quarantine`` sends the whole drop to quarantine with a reason naming the drift (Silver as per
    ``failed_table_policy``); ``fail`` makes the table an error naming the columns.
-4. **Rows**. Every Bronze row gets a content hash (DuckDB ``hash`` over all its text values). A first
+4. **Rows**. Every Bronze row gets a content hash (DuckDB ``hash`` over all its values). A first
    load, a forced one, or one after the rules changed processes all rows. Otherwise only the rows
    whose hash is not in Silver or quarantine yet (new and changed rows; a changed row's old
    version has a hash that is no longer in Bronze, so it is removed: an upsert by content that
-   keeps Silver free of duplicate IDs), plus rows whose *table-scope* verdict changed (uniqueness,
+   keeps Silver free of duplicate keys), plus rows whose *table-scope* verdict changed (uniqueness,
    references and key rules are evaluated on whole columns, so a new duplicate also moves its
    older twin out of Silver, and a parent that arrived releases an orphan). Hashes are used rather
    than ``LASTUPDATED > watermark`` because they also catch edits that did not touch LASTUPDATED
    and tables without it; every row with a newer LASTUPDATED has a new hash. The watermark still
-   records the latest LASTUPDATED for people and reports.
-5. **Write**: Silver (typed, see :mod:`aims_nb_utils.typing_rules`) and quarantine (Bronze text plus
+   records the latest LASTUPDATED (when the table has one) for people and reports.
+
+   **Row identity (the key).** Resolved by :func:`aims_nb_utils.schema.resolve_key`: the
+   ``table_keys`` setting, else the rule file's first ``keys:`` entry (a person's, or the one
+   profiling discovered), else the published spec's id column (the AIMS tables), else none;
+   composite keys are allowed, and a declared key whose columns Bronze lacks is an error naming
+   them. Rows whose key is empty or occurs more than once in the drop are quarantined
+   (``key_not_null(<cols>)``, ``duplicate_key(<cols>)``: every row of a duplicated key, none
+   silently preferred). A table **without a key** is a snapshot of its Bronze file: Silver holds
+   exactly its current rows (identical rows included, none collapsed), matched by content, so
+   a rewritten file with the same rows is ``unchanged`` and a changed one replaces what changed.
+   The invariants below hold the same way.
+5. **Write**: Silver (typed, see :mod:`aims_nb_utils.typing_rules`: a typed Bronze column keeps its
+   Arrow type, text columns are typed by their rules) and quarantine (Bronze text plus
    reasons, see :mod:`aims_nb_utils.quarantine`) are streamed into uncommitted writers
    (:class:`aims_nb_utils.storage.TableWriter`), batch by batch, so memory stays bounded. Before
    anything is published the invariants are checked: rows processed = rows to Silver + rows to
    quarantine, and (except under ``keep_previous``) Silver rows + quarantine rows = Bronze rows
-   and no ID twice in Silver. A violation publishes nothing and fails the run
+   and (for a table with a key) no key twice in Silver. A violation publishes nothing and fails the run
    (:class:`IngestInvariantError`). Then both tables are committed (atomic rename or one Delta
    commit each) and only then the watermark and state: a run killed at any point leaves the
    previous Silver readable, and the next run recomputes from the data itself (hashes), so it
    converges to what an uninterrupted run gives.
 
-Tables run in ``settings.max_workers`` processes, biggest first. One run at a time per lake: a lock
-file in the state folder (pid, host, start time, purpose) stops a second run with a message naming
-the holder; a lock left by a dead process on this host is taken over. Every table of every run
-leaves a load-history row (rows in / to Silver / quarantined, status, error).
+Tables run in ``settings.max_workers`` processes, biggest first; workers die with the run and
+publish nothing unless the run still holds the lake lock. One run at a time per lake: the lake
+lock (:mod:`aims_nb_utils.lake_lock`, an OS lock on a file in the state folder) stops a second run
+with a message naming the holder, and is free again the moment its holder dies. Every table of
+every run leaves a load-history row (rows in / to Silver / quarantined, status, error).
 """
 
 from __future__ import annotations
@@ -54,14 +67,11 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
-import socket
 import struct
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +84,17 @@ import pyarrow.parquet as pq
 from . import checks, state, storage, typing_rules
 from .errors import AimsError, BronzeReadError, RuleFileError
 from .io import list_bronze_tables, validate_table_name
+from .lake_lock import (  # noqa: F401 - re-exported: the lock lived here first
+    LOCK_NAME,
+    LakeLockedError,
+    _pid_alive,
+    check_run_lock,
+    fault_point,
+    lake_lock,
+    lock_path,
+    pool_options,
+    read_lock,
+)
 from .quarantine import (
     FAILED_RULES,
     ROW_HASH,
@@ -86,18 +107,17 @@ from .quarantine import (
 from .quarantine import evaluate as evaluate_rules
 from .rules import RuleFile, load_rule_file
 from .schema import SchemaComparison, compare_schema
+from .schema import resolve_key as schema_resolve_key
 from .settings import Settings
 
 # Bump when the meaning of the split or of typing changes: every table then reloads in full.
-ENGINE_VERSION = "1"
+ENGINE_VERSION = "2"  # 2: source types kept, resolved keys, composite keys
 STATUSES = ("loaded", "unchanged", "not_promoted", "error")
-LOCK_NAME = "lake.lock"
 BATCH_ROWS = 262_144
 # Below this much Bronze to process, worker processes cost more to start (~1.5 s each, spawn and
 # imports) than they save: the run stays in this process.
 PARALLEL_MIN_BYTES = 64 * 2**20
 WATERMARK_COLUMN = "LASTUPDATED"
-KEY_COLUMN = typing_rules.KEY_COLUMN
 
 STATE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS ingest_state (
@@ -119,22 +139,6 @@ CREATE TABLE IF NOT EXISTS ingest_state (
 # --- errors -----------------------------------------------------------------------------------
 
 
-class LakeLockedError(AimsError):
-    """Another run holds the lake lock."""
-
-    def __init__(self, path: Path, holder: Mapping[str, Any]) -> None:
-        self.path = str(path)
-        self.holder = dict(holder)
-        who = (
-            f"pid {holder.get('pid')} on {holder.get('host')} ({holder.get('purpose', 'a run')}, "
-            f"started {holder.get('started_at')})"
-        )
-        super().__init__(
-            f"the lake is locked by {who}",
-            hint=f"wait for that run to finish; if it is gone (another machine), delete {path}",
-        )
-
-
 class IngestInvariantError(AimsError):
     """Rows would be lost or duplicated: nothing of the table was published."""
 
@@ -154,70 +158,6 @@ class TableIngestError(AimsError):
     def __init__(self, table: str, problem: str, hint: str | None = None) -> None:
         self.table = table
         super().__init__(f"table {table}: {problem}", hint=hint)
-
-
-# --- lock -------------------------------------------------------------------------------------
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # exists, owned by someone else
-        return True
-    return True
-
-
-def lock_path(settings: Settings) -> Path:
-    return Path(settings.paths.state) / LOCK_NAME
-
-
-def read_lock(settings: Settings) -> dict[str, Any] | None:
-    """The current holder of the lake lock, or None."""
-    try:
-        return json.loads(lock_path(settings).read_text() or "{}")
-    except FileNotFoundError:
-        return None
-    except json.JSONDecodeError:
-        return {"pid": None, "host": "?", "purpose": "unreadable lock file"}
-
-
-@contextmanager
-def lake_lock(settings: Settings, purpose: str) -> Iterator[Path]:
-    """Hold the lake lock for the duration of the block (see the module doc)."""
-    path = lock_path(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    me = {
-        "pid": os.getpid(),
-        "host": socket.gethostname(),
-        "started_at": state.utc_now(),
-        "purpose": purpose,
-    }
-    for _attempt in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = read_lock(settings) or {}
-            pid = holder.get("pid")
-            stale = (
-                holder.get("host") == me["host"] and isinstance(pid, int) and not _pid_alive(pid)
-            )
-            if stale:
-                path.unlink(missing_ok=True)  # its process is gone: the lock protects nothing
-                continue
-            raise LakeLockedError(path, holder) from None
-        with os.fdopen(fd, "w") as handle:
-            json.dump(me, handle)
-        break
-    else:  # pragma: no cover - two stale takeovers in a row means another run won the race
-        raise LakeLockedError(path, read_lock(settings) or {})
-    try:
-        yield path
-    finally:
-        current = read_lock(settings)
-        if current and current.get("pid") == me["pid"] and current.get("host") == me["host"]:
-            path.unlink(missing_ok=True)
 
 
 # --- results ----------------------------------------------------------------------------------
@@ -243,6 +183,7 @@ class TableIngest:
     invariant_ok: bool = True
     notes: list[str] = field(default_factory=list)
     state: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+    staged: list[storage.StagedTable] | None = field(default=None, repr=False)
 
     def as_row(self) -> dict[str, Any]:
         return {
@@ -442,10 +383,12 @@ def plan_table(
     rule_path = settings.paths.rule_file(table)
     try:
         plan.bronze_fingerprint = file_fingerprint(path)
-        columns = pq.read_schema(path).names
+        bronze_schema = pq.read_schema(path)
+        columns = bronze_schema.names
         rule_file = load_rule_file(rule_path)
+        key, _key_source = resolve_key(settings, table, rule_file, columns)
     except (AimsError, OSError, pa.ArrowException) as exc:
-        if isinstance(exc, BronzeReadError):
+        if isinstance(exc, (BronzeReadError, TableIngestError)):
             plan.error = str(exc)
         elif isinstance(exc, RuleFileError):
             plan.error = f"table {table}: {exc}"
@@ -468,7 +411,8 @@ def plan_table(
         ENGINE_VERSION,
         _duckdb_version(),
         hashlib.sha256(rule_path.read_bytes()).hexdigest(),
-        columns,
+        [(f.name, str(f.type)) for f in bronze_schema],
+        key,
         settings.null_placeholders,
         settings.dq_threshold,
         settings.failed_table_policy,
@@ -559,14 +503,21 @@ def select_rows(
     quarantine_failed: pa.ListArray | pa.ChunkedArray,
     table_masks: np.ndarray,
     table_rule_ids: Sequence[str],
+    twins_are_new: bool = True,
 ) -> Selection:
-    """Which Bronze rows to (re)process and which stored rows to drop (see the module doc)."""
+    """Which Bronze rows to (re)process and which stored rows to drop (see the module doc).
+
+    ``twins_are_new`` (rows whose content occurs twice are always reprocessed: a keyed table
+    must look at them again) is False for a keyless table, where identical rows are legitimate
+    and whose caller compares the multiset of hashes itself."""
     stored = np.concatenate([silver_hashes, quarantine_hashes])
     values, inverse, counts = np.unique(bronze_hashes, return_inverse=True, return_counts=True)
-    twin_in_bronze = counts[inverse] > 1
-    stored_values, stored_counts = np.unique(stored, return_counts=True)
-    twin_in_store = np.isin(bronze_hashes, stored_values[stored_counts > 1])
-    new = ~np.isin(bronze_hashes, stored_values) | twin_in_bronze | twin_in_store
+    new = ~np.isin(bronze_hashes, stored)
+    if twins_are_new:
+        twin_in_bronze = counts[inverse] > 1
+        stored_values, stored_counts = np.unique(stored, return_counts=True)
+        twin_in_store = np.isin(bronze_hashes, stored_values[stored_counts > 1])
+        new |= twin_in_bronze | twin_in_store
     process = new.copy()
     if len(table_rule_ids) and len(quarantine_hashes):
         if isinstance(quarantine_failed, pa.ChunkedArray):
@@ -645,12 +596,33 @@ def _stored_hashes(
     return hashes, (data.column(FAILED_RULES) if with_rules else None)
 
 
-def _keys_of(typed: pa.Table) -> np.ndarray:
-    """The key column as int64 (or its text's hash when a rule file typed ID otherwise)."""
-    key = typed.column(KEY_COLUMN)
-    if pa.types.is_integer(key.type):
-        return np.asarray(pc.fill_null(key, -(2**63)).to_numpy(), dtype=np.int64)
-    return row_hashes(pa.table({KEY_COLUMN: pc.cast(key, pa.string())}))
+def resolve_key(
+    settings: Settings, table: str, rule_file: RuleFile | None, columns: Sequence[str]
+) -> tuple[list[str], str]:
+    """The row identity of a table and where it was declared (:func:`schema.resolve_key`).
+
+    A declared key whose columns the Bronze file lacks is an error naming them: loading the
+    table without its identity would silently change how it is upserted."""
+    key = schema_resolve_key(settings, table, rule_file, columns)
+    if key.missing:
+        raise TableIngestError(
+            table,
+            f"key ({', '.join(key.columns)}) from {key.source}: column(s) "
+            f"{', '.join(key.missing)} not in the Bronze file",
+            hint="fix the export, or change the declared key",
+        )
+    return list(key.columns), key.source
+
+
+def _keys_of(typed: pa.Table | pa.RecordBatch, key: Sequence[str]) -> np.ndarray:
+    """One int64 per row identifying its key: an integer key's own values, else a content hash
+    of the key columns."""
+    if len(key) == 1:
+        column = typed.column(key[0])
+        if pa.types.is_integer(column.type) and column.type != pa.uint64():
+            column = pc.cast(column, pa.int64())
+            return np.asarray(pc.fill_null(column, -(2**63)).to_numpy(), dtype=np.int64)
+    return row_hashes(typed.select(list(key)))
 
 
 def _ingest_table(
@@ -700,9 +672,16 @@ def _ingest_table(
         demote_reason += f"; policy {settings.failed_table_policy}: the whole drop is quarantined"
 
     types = typing_rules.silver_types(
-        table, _silver_columns(bronze_columns, rule_file, policy), rule_file
+        table,
+        _silver_columns(bronze_columns, rule_file, policy),
+        rule_file,
+        {f.name: f.type for f in bronze_schema},
     )
-    rules, notes = row_rules(table, rule_file, types, bronze_columns)
+    key, key_source = resolve_key(settings, table, rule_file, bronze_columns)
+    result.notes.append(
+        f"key ({', '.join(key)}) from {key_source}" if key else f"key: {key_source}"
+    )
+    rules, notes = row_rules(table, rule_file, types, bronze_columns, key)
     result.notes += notes
     table_rules = [r for r in rules if r.scope == "table"]
     row_scope = [r for r in rules if r.scope == "row"]
@@ -715,9 +694,17 @@ def _ingest_table(
         for r in rules
         if r.expectation is not None and r.expectation.reference is not None
     }
-    wanted = sorted({r.column for r in table_rules} | ({WATERMARK_COLUMN} & set(bronze_columns)))
-    whole = parquet.read(columns=wanted) if wanted else pa.table({})
-    table_masks = evaluate_rules(whole, table_rules, placeholders, references)
+    wanted = sorted(
+        {c for r in table_rules for c in r.all_columns} | ({WATERMARK_COLUMN} & set(bronze_columns))
+    )
+    whole = parquet.read(columns=wanted) if wanted else None
+    table_masks = (
+        evaluate_rules(whole, table_rules, placeholders, references)
+        if whole is not None and table_rules
+        else np.zeros((n, 0), dtype=bool)
+    )
+    if whole is None:
+        whole = pa.table({})
     last_updated = _max_watermark(
         whole.column(WATERMARK_COLUMN) if WATERMARK_COLUMN in whole.column_names else None,
         placeholders,
@@ -746,6 +733,26 @@ def _ingest_table(
         )
         process = selection.process
         result.rows_deleted = selection.deleted
+        if not key and (process.any() or selection.dropped):
+            # Identical rows are legitimate without a key, and are always looked at again
+            # above; the same multiset of rows with the same table-scope verdicts is no change.
+            lenient = select_rows(
+                hashes,
+                silver_h,
+                quarantine_h,
+                quarantine_failed,
+                table_masks,
+                [r.rule_id for r in table_rules],
+                twins_are_new=False,
+            )
+            if (
+                not lenient.process.any()
+                and not lenient.dropped
+                and np.array_equal(
+                    np.sort(hashes), np.sort(np.concatenate([silver_h, quarantine_h]))
+                )
+            ):
+                process, selection = lenient.process, lenient
         if not process.any() and not selection.dropped:
             result.status, result.mode = "unchanged", "none"
             result.silver_total, result.quarantine_total = len(silver_h), len(quarantine_h)
@@ -765,8 +772,8 @@ def _ingest_table(
         _silver_writer(settings, table, silver_schema, keep_silver) as s_writer,
     ):
         if selection is not None:  # carry over what stays, in stored order
-            _carry(settings, "silver", table, selection.keep_hashes, s_writer, silver_keys)
-            _carry(settings, "quarantine", table, selection.keep_hashes, q_writer, None)
+            _carry(settings, "silver", table, selection.keep_hashes, s_writer, silver_keys, key)
+            _carry(settings, "quarantine", table, selection.keep_hashes, q_writer, None, key)
         offset = 0
         for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
             rows = np.flatnonzero(process[offset : offset + batch.num_rows])
@@ -808,8 +815,8 @@ def _ingest_table(
                 silver = silver.append_column(SILVER_FIELDS[1], pa.array(row_hash[good]))
                 s_writer.write(silver)
                 result.rows_silver += silver.num_rows
-                if KEY_COLUMN in silver.column_names:
-                    silver_keys.append(_keys_of(silver))
+                if key:
+                    silver_keys.append(_keys_of(silver, key))
             if bad.any():
                 bad_idx = pa.array(np.flatnonzero(bad))
                 q_writer.write(
@@ -824,9 +831,10 @@ def _ingest_table(
                     )
                 )
                 result.rows_quarantined += int(bad.sum())
-        _check_invariants(table, result, n, s_writer, q_writer, keep_silver, silver_keys)
-        s_writer.commit()
-        q_writer.commit()
+        _check_invariants(table, result, n, s_writer, q_writer, keep_silver, silver_keys, key)
+        # Staged only: _run_one publishes Silver, quarantine and the state record as one unit.
+        writers = (s_writer, q_writer)
+        result.staged = [w.stage() for w in writers if isinstance(w, storage.TableWriter)]
     result.silver_total = None if keep_silver else s_writer.rows
     result.quarantine_total = q_writer.rows
     result.status = "not_promoted" if demote_reason is not None else "loaded"
@@ -863,6 +871,7 @@ def _carry(
     keep_hashes: np.ndarray,
     writer: storage.TableWriter,
     keys: list[np.ndarray] | None,
+    key: Sequence[str] = (),
 ) -> None:
     """Copy the stored rows that stay (matched by content hash, not position) into the writer."""
     for batch in storage.iter_batches(settings, layer, table, batch_size=BATCH_ROWS):
@@ -870,8 +879,8 @@ def _carry(
         kept = batch.filter(pa.array(stays)) if not stays.all() else batch
         if kept.num_rows:
             writer.write(kept)
-            if keys is not None and KEY_COLUMN in kept.schema.names:
-                keys.append(_keys_of(pa.Table.from_batches([kept])))
+            if keys is not None and key and set(key) <= set(kept.schema.names):
+                keys.append(_keys_of(pa.Table.from_batches([kept]), key))
 
 
 def _check_invariants(
@@ -882,6 +891,7 @@ def _check_invariants(
     q_writer: storage.TableWriter,
     keep_silver: bool,
     silver_keys: list[np.ndarray],
+    key: Sequence[str] = (),
 ) -> None:
     problems = []
     if result.rows_in != result.rows_silver + result.rows_quarantined:
@@ -898,7 +908,7 @@ def _check_invariants(
         keys = np.sort(np.concatenate(silver_keys))  # a sort: numpy's hash-based unique is slower
         twins = int((keys[1:] == keys[:-1]).sum())
         if twins:
-            problems.append(f"{table}: {twins:,} duplicate {KEY_COLUMN}(s) in Silver")
+            problems.append(f"{table}: {twins:,} duplicate key(s) ({', '.join(key)}) in Silver")
     if problems:
         result.invariant_ok = False
         raise IngestInvariantError(problems)
@@ -964,13 +974,58 @@ def _run_one(
         )
     result.verdict = verdict.status if verdict else result.verdict
     result.seconds = round(time.perf_counter() - started, 3)
-    with state.connect(db) as conn:  # watermark, state and history move together
-        conn.executescript(STATE_SCHEMA)
-        for name, fields in (result.state or {}).items():
-            _upsert(conn, name, fields)
-        _finish_load(conn, load_id, result, started_at)
+    staged, result.staged = result.staged or [], None
+    try:  # Silver, quarantine, watermark, state and history: one unit (storage module doc)
+        storage.publish_unit(
+            settings,
+            plan.table,
+            staged,
+            _record_statements(result, load_id, started_at),
+            ddl=[STATE_SCHEMA],
+        )
+    except AimsError as exc:  # nothing of the table was published
+        result = TableIngest(plan.table, "error", error=str(exc), verdict=result.verdict)
+        try:
+            check_run_lock(settings, plan.table)
+            with state.connect(db) as conn:
+                _finish_load(conn, load_id, result, started_at)
+        except AimsError as also:
+            result.error = f"{result.error}; and the load history could not be updated: {also}"
     result.state = None
     return result
+
+
+def _record_statements(
+    result: TableIngest, load_id: int, started_at: str
+) -> list[tuple[str, list[Any]]]:
+    """The state record of a load as idempotent SQL (a killed publish may replay it)."""
+    statements: list[tuple[str, list[Any]]] = []
+    for name, fields in (result.state or {}).items():
+        columns = list(fields)
+        statements.append(
+            (
+                f"INSERT OR REPLACE INTO {name} ({', '.join(columns)}) "
+                f"VALUES ({', '.join('?' for _ in columns)})",
+                list(fields.values()),
+            )
+        )
+    statements.append(
+        (
+            "UPDATE load_history SET started_at = ?, ended_at = ?, rows_in = ?, rows_silver = ?,"
+            " rows_quarantined = ?, status = ?, error = ? WHERE id = ?",
+            [
+                started_at,
+                state.utc_now(),
+                result.rows_in,
+                result.rows_silver,
+                result.rows_quarantined,
+                result.status,
+                result.error,
+                load_id,
+            ],
+        )
+    )
+    return statements
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -1073,7 +1128,7 @@ def _execute(
                     bar.update(1)
             return
         context = multiprocessing.get_context("spawn")  # arrow/duckdb threads do not survive fork
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, **pool_options()) as pool:
             futures = {
                 pool.submit(_run_one, settings, plan, verdict, run_id, load_ids[plan.table]): plan
                 for plan, verdict in jobs
@@ -1160,14 +1215,31 @@ def history_rows(
     ]
 
 
+def silver_key(settings: Settings, table: str) -> str:
+    """One line on the row identity ingestion uses for ``table`` (``silver-schema`` command)."""
+    validate_table_name(table)
+    rule_path = settings.paths.rule_file(table)
+    rule_file = load_rule_file(rule_path) if rule_path.is_file() else None
+    path = settings.paths.bronze_file(table)
+    columns = pq.read_schema(path).names if path.is_file() else []
+    key = schema_resolve_key(settings, table, rule_file, columns)
+    if not key.columns:
+        return f"key: {key.source}"
+    text = f"key: ({', '.join(key.columns)}) from {key.source}"
+    return text + (f"; MISSING from Bronze: {', '.join(key.missing)}" if key.missing else "")
+
+
 def silver_type_rows(settings: Settings, table: str) -> list[dict[str, str]]:
     """The Silver schema a table gets now (``silver-schema`` command)."""
     validate_table_name(table)
     rule_path = settings.paths.rule_file(table)
     rule_file = load_rule_file(rule_path) if rule_path.is_file() else None
     path = settings.paths.bronze_file(table)
+    bronze_types: dict[str, pa.DataType] = {}
     if path.is_file():
-        columns = pq.read_schema(path).names
+        bronze = pq.read_schema(path)
+        columns = bronze.names
+        bronze_types = {f.name: f.type for f in bronze}
     elif rule_file is not None:
         columns = rule_file.columns()
     else:
@@ -1176,7 +1248,7 @@ def silver_type_rows(settings: Settings, table: str) -> list[dict[str, str]]:
         )
     if rule_file is not None:
         columns = _silver_columns(columns, rule_file, settings.drift_policy_for(table))
-    return typing_rules.describe(typing_rules.silver_types(table, columns, rule_file))
+    return typing_rules.describe(typing_rules.silver_types(table, columns, rule_file, bronze_types))
 
 
 __all__ = [

@@ -35,14 +35,18 @@ from .orchestration import (
     PhaseTask,
     get_phase,
     headline,
+    phase_skip,
     read_phase_metrics,
     record_phase_metrics,
+    skip_reason,
 )
 from .settings import Settings, load_settings
 
 __all__ = [
     "PHASE_NAMES",
     "NotebookContext",
+    "phase_skip",
+    "skip_reason",
     "WidgetReporter",
     "describe_environment",
     "in_notebook",
@@ -86,6 +90,10 @@ class NotebookContext:
             )
         payload = {**metrics, "notebook_seconds": round(time.perf_counter() - self.started, 3)}
         return record_phase_metrics(self.settings, self.run_id, self.phase.name, payload)
+
+    def record_skip(self, reason: str, metrics: Mapping[str, Any] | None = None) -> Path:
+        """Record that this phase does not apply (the orchestrator marks it skipped, with why)."""
+        return self.record_metrics(phase_skip(reason, **dict(metrics or {})))
 
 
 def setup_notebook(

@@ -9,8 +9,14 @@ orchestrator computes every phase status from what actually happened:
 * ``success``: the notebook ran to the end **and** wrote its metrics file for this run;
 * ``failed``: the notebook raised (cell index, exception name and message are kept), timed out, its
   kernel died, or it finished without writing its metrics file;
-* ``skipped``: disabled by settings, or not run because an earlier phase failed while
-  ``continue_on_error`` is false (the reason is recorded).
+* ``skipped``: disabled by settings; not run because an earlier phase failed while
+  ``continue_on_error`` is false; or the notebook ran to the end and said, through its metrics,
+  that it does not apply to this lake (see below). The reason is recorded in every case.
+
+A run is ``failed`` exactly when one of its phases failed. Phases that succeeded or were skipped
+with a reason make a ``success`` run: a Gold phase that does not apply to a lake without the
+AIMS tables is not an error of the run, and the reason is in the log, the summary and the
+dashboard, so nobody reads the skip as output.
 
 Metrics hand-off contract (phase notebook -> orchestrator)
 ---------------------------------------------------------
@@ -26,6 +32,16 @@ fails. ``phase`` is a name of :data:`PHASES` or an alias (``"02"``, ``"ingestion
 file name); an unknown name raises, listing the valid ones. Metric values must be JSON-like (numpy
 and pandas scalars, dates and paths are converted; NaN becomes null). The orchestrator deletes a
 phase's file before running it, so a file present afterwards was written by that execution.
+
+A phase that does not apply says so with the reserved metrics key ``skip_reason`` (use
+:func:`phase_skip` or ``NotebookContext.record_skip``)::
+
+    {"skip_reason": "not an AIMS lake: aims_assets, aims_routes missing in Bronze (...)", ...}
+
+A non-empty text makes the phase ``skipped`` with that reason; ``None`` (or no key) means the
+phase applied, and its status is computed as above. The phase never writes its own status: it
+states a fact (why it does not apply) and the orchestrator decides. An exception after the skip
+was recorded still makes the phase ``failed``.
 """
 
 from __future__ import annotations
@@ -48,6 +64,7 @@ from .io import atomic_write_text
 from .settings import KEYS, PATH_KEYS, Settings
 
 SUCCESS, FAILED, SKIPPED, RUNNING = "success", "failed", "skipped", "running"
+SKIP_KEY = "skip_reason"  # the metrics key a phase uses to say it does not apply (see above)
 METRICS_SUFFIX = "_metrics.json"
 LOG_PREFIX = "orchestration_log_"
 ORCHESTRATION_NOTEBOOK = "00_AIMS_Orchestration.ipynb"
@@ -266,6 +283,14 @@ def record_phase_metrics(
             str(exc),
             hint="record plain numbers, text, lists and dicts (e.g. df.to_dict('records'))",
         ) from None
+    reason = payload.get(SKIP_KEY)
+    if reason is not None and (not isinstance(reason, str) or not reason.strip()):
+        raise PhaseMetricsError(
+            canonical,
+            f"{SKIP_KEY} must be a non-empty text saying why the phase does not apply, "
+            f"got {reason!r}",
+            hint=f"record {SKIP_KEY}=None when the phase applies",
+        )
     path = phase_metrics_path(settings, run_id, canonical)
     merged = dict(read_phase_metrics(settings, run_id, canonical) or {})
     merged.update(payload)
@@ -277,6 +302,21 @@ def record_phase_metrics(
     }
     atomic_write_text(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def phase_skip(reason: str, **metrics: Any) -> dict[str, Any]:
+    """Metrics saying the phase does not apply, and why (the orchestrator marks it skipped)."""
+    if not isinstance(reason, str) or not reason.strip():
+        raise PhaseMetricsError(
+            "<skip>", f"a skip needs a reason a person can act on, got {reason!r}"
+        )
+    return {SKIP_KEY: reason.strip(), **metrics}
+
+
+def skip_reason(metrics: Mapping[str, Any] | None) -> str | None:
+    """The reason a phase recorded for not applying, or None when it applied."""
+    reason = (metrics or {}).get(SKIP_KEY)
+    return reason.strip() if isinstance(reason, str) and reason.strip() else None
 
 
 def read_phase_metrics(settings: Settings, run_id: str, phase: str) -> dict[str, Any] | None:
@@ -366,10 +406,12 @@ class OrchestrationRun:
     total_duration_seconds: float | None = None
     log_path: Path | None = None
     finished: bool = False
+    notes: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
-        """failed if any phase failed; success once finished with every enabled phase successful."""
+        """failed if any phase failed; success once finished with every phase a success or
+        skipped with its reason (disabled, not applicable to this lake)."""
         if any(p.status == FAILED for p in self.phases):
             return FAILED
         if not self.finished:
@@ -388,11 +430,27 @@ class OrchestrationRun:
         raise KeyError(name)
 
     def quality(self) -> dict[str, Any]:
-        """Pass rate and quality scores as the validation phase reported them (empty if not run)."""
+        """Pass rate and quality scores as the validation phase reported them, and how many
+        loads failed or were not promoted (empty if the phase did not run).
+
+        The verdicts' pass rate alone would read 100 % on a run whose every load failed; the
+        load figures sit next to it so the summary cannot say one without the other.
+        """
         metrics = next((p.metrics for p in self.phases if p.phase == "validation_ingestion"), {})
         summary = metrics.get("validation_summary") or {}
         keys = ("total", "passed", "failed", "pass_rate", "avg_quality_score", "avg_weighted_score")
-        return {k: summary[k] for k in keys if k in summary}
+        quality = {k: summary[k] for k in keys if k in summary}
+        if "errors" in summary:
+            quality["validation_errors"] = summary["errors"]
+        for key, name in (
+            ("tables_loaded", "tables_loaded"),
+            ("tables_unchanged", "tables_unchanged"),
+            ("tables_not_promoted", "tables_not_promoted"),
+            ("ingestion_errors", "loads_failed"),
+        ):
+            if key in metrics:
+                quality[name] = metrics[key]
+        return quality
 
     def to_log(self) -> dict[str, Any]:
         return {
@@ -410,9 +468,11 @@ class OrchestrationRun:
             "config": self.config,
             "overrides": self.overrides,
             "status": self.status,
+            "skipped_phases": {p.phase: p.reason for p in self.phases if p.status == SKIPPED},
             "quality": self.quality(),
             "run_dir": str(self.run_dir),
             "phases": [p.to_log() for p in self.phases],
+            "notes": list(self.notes),
         }
 
     def summary_rows(self) -> list[dict[str, Any]]:
@@ -850,6 +910,7 @@ def print_summary(run: OrchestrationRun, stream: Any = None) -> None:
     quality = run.quality()
     if quality:
         out.append("quality: " + ", ".join(f"{k}={_fmt(v)}" for k, v in quality.items()))
+    out += [f"note: {note}" for note in run.notes]
     if run.log_path:
         out.append(f"run log: {run.log_path}")
     print("\n".join(out), file=stream, flush=True)
@@ -978,7 +1039,13 @@ class _Hooks:
             )
         result.metrics = metrics or {}
         result.error = error
-        result.status = FAILED if error is not None else SUCCESS
+        reason = skip_reason(metrics)
+        if error is not None:
+            result.status = FAILED
+        elif reason is not None:
+            result.status, result.reason = SKIPPED, reason
+        else:
+            result.status = SUCCESS
         self.reporter.phase_finished(self.index[task.phase.name], self.total, result)
         write_run_log(self.run)
         return result
@@ -1100,6 +1167,7 @@ def run_pipeline(
         _finish(run, started)
         raise
     _finish(run, started)
+    _refresh_dashboard(settings, run)
     reporter.run_finished(run)
     return run
 
@@ -1109,6 +1177,27 @@ def _finish(run: OrchestrationRun, started: float) -> None:
     run.end_time = _local_now()
     run.total_duration_seconds = time.perf_counter() - started
     write_run_log(run)
+
+
+def _refresh_dashboard(settings: Settings, run: OrchestrationRun) -> None:
+    """Re-render an existing dashboard once every phase has a status.
+
+    Monitoring (03) writes the dashboard before Gold and BI have run; its pipeline section
+    would otherwise show them pending for ever. Only a dashboard that exists is refreshed (a run
+    without monitoring writes none), and a refresh that fails is a note, not a failed phase.
+    """
+    from . import reports  # pandas/plotly only when there is a dashboard to refresh
+
+    if (
+        not reports.dashboard_path(settings).is_file()
+        or not reports.results_path(settings).is_file()
+    ):
+        return
+    try:
+        reports.write_dashboard(settings)
+    except (AimsError, OSError, ValueError) as exc:
+        run.notes.append(f"dashboard not refreshed after the run: {exc}")
+        write_run_log(run)
 
 
 def read_run_log(path: str | Path) -> dict[str, Any]:

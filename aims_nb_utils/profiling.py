@@ -26,21 +26,35 @@ How rules are calibrated (what a reviewer can rely on)
   least 200 values) is left out of the length bound. Both show up in the rule's ``mostly``.
 * A column with a value set gets no range rule, nor a length rule when every allowed value is
   within the length bound: they could only flag rows the set flags already.
-* Types: a text-stored column whose non-null values match ``rules.TYPE_PATTERNS[t]`` for at least
-  99 % of them gets an ``expect_column_values_to_match_regex`` rule with ``meta.value_type = t``
-  (tried in the order integer, boolean, decimal, date; an integer column whose values are only
-  -1/0/1 with a -1 among them is boolean, the AIMS flag convention). Integer and decimal columns
-  that are not keys (name not ending in ID) and have no value set get a value range of their
-  conforming values.
-* Keys: the ID column, and any other column named ``*ID`` that is unique on at least 99 % of its
-  non-null rows, get a uniqueness rule (values canonicalised: '13000015.0' == '13000015').
-* Referential integrity is discovered from the data: an integer column named ``*ID`` (not the
-  table's own ID; the name keeps a LEVELS column of 1-6 from "referencing" a table whose IDs are
-  1-10) with at least 2 distinct values that are IDs of one table, covering at least 99 % of its
-  distinct values or of its rows, gets ``expect_column_values_to_be_in_set`` with kwargs
-  ``{column}`` (plus ``mostly``) and ``meta.reference = {table: parent, column: ID}``;
-  validation fills the value set from the parent's Bronze file at run time. The parent may be
-  the table itself (PARENTID). Parent ID sets come from every Bronze table, profiled or not.
+* Types: a typed column (int64, decimal, date32, timestamp, bool: a newer export) is profiled
+  on its typed values and gets no inferred type and no type-conformance rule: the file says
+  what it is. A text-stored column whose non-null values match ``rules.TYPE_PATTERNS[t]`` for
+  at least 99 % of them gets an ``expect_column_values_to_match_regex`` rule with
+  ``meta.value_type = t`` (tried in the order integer, boolean, decimal, date; an integer
+  column whose values are only -1/0/1 with a -1 among them is boolean, the AIMS flag
+  convention; a date column whose values carry UTC offsets also gets ``meta.timezone: UTC``).
+  Integer and decimal columns, text or typed, that are neither keys nor references and have
+  no value set get a value range of their (conforming) values. Typed dates and timestamps get
+  no range yet: validation reads range bounds as numbers.
+* Keys come from the data, never from names (``_discover_keys``): an integer or text-code
+  column (short, no whitespace: free text is unique by chance) present and unique on at least
+  99 % of the rows is a candidate; two-column combinations (unique on every row) are searched
+  only when no single column is one. The best (integers first, then file order) is the table's
+  row identity: the first entry of the rule file's ``keys:``; further candidates are listed
+  only when unique and present on every row and no coincidence (the birthday bound,
+  ``_chance_duplicates``). Each key gets a
+  uniqueness rule (``expect_compound_columns_to_be_unique`` with ``column_list`` for a pair),
+  values canonicalised ('13000015.0' == '13000015'), as does a column unique on its non-null
+  values that is often null. Keys declared in ``settings.table_keys`` come first.
+* Referential integrity is discovered from the data on any type (``discover_foreign_keys``): a
+  column with at least 2 distinct values, of which at least 80 % (or of its rows) are values
+  of another table's row identity (or its own table's: PARENTID), and whose containment is
+  evidence rather than coincidence (``_integer_evidence``, ``_text_evidence``: a counter 1-7
+  inside keys 1-25 is not), gets ``expect_column_values_to_be_in_set`` with kwargs
+  ``{column}`` (plus ``mostly``, calibrated on the orphans observed) and ``meta.reference =
+  {table: parent, column: key}`` with the observed contained share and orphan rows;
+  validation fills the value set from the parent's Bronze file at run time. Parent keys come
+  from every Bronze table, profiled or not; a parent with one row is never matched.
 * Severities: structure (row count, column exists) critical and column count high (as the legacy
   files: an added column is drift, a missing one is caught by the critical exists rule); keys,
   uniqueness and references high; not-null medium (high for ID); type conformance and value sets
@@ -82,6 +96,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import checks
 from .errors import AimsError, BronzeReadError, RuleFileError
 from .io import list_bronze_tables, read_bronze, validate_table_name
 from .rules import (
@@ -101,9 +116,23 @@ from .spec import get_table
 TYPE_ORDER = ("integer", "boolean", "decimal", "date")  # tried in this order; else "text"
 INFERRED_TYPES = (*TYPE_ORDER, "text")
 TYPE_CONFORMANCE_MIN = 0.99  # share of non-null values a type must match to be inferred
-KEY_UNIQUE_MIN = 0.99  # share of non-null rows that must be unique for a *ID column to be a key
-FK_CONTAINMENT_MIN = 0.99  # share of a column's distinct values (or rows) that are parent IDs
+KEY_UNIQUE_MIN = 0.99  # share of non-null rows that must be unique for a column to be a key
+KEY_NULL_MAX_PERCENT = 1.0  # a key (row identity) is present on (almost) every row
+KEY_MAX_LENGTH = 64  # text longer than this, or with whitespace, is free text: never a key
+KEY_CHANCE_MIN = 7.0  # birthday bound: duplicates expected by chance (p < 0.1 % of none)
+PAIR_CHANCE_MIN = 2.0  # ... for a pair, only tried when no single column is a key
+CODE_SPACE_SAMPLE = 65_536  # distinct codes looked at to estimate a code format's value space
+KEYS_MAX = 3  # candidate keys written per table
+PAIR_MAX_COLUMNS = 12  # columns combined in the two-column key search ...
+PAIR_MAX_TRIES = 30  # ... and pairs checked at most, the likeliest first
+PAIR_PROBE_ROWS = 65_536  # a pair is checked on these rows first: most non-keys fail there
+FK_CONTAINMENT_MIN = 0.8  # share of a column's distinct values (or rows) that are parent keys
 FK_MIN_DISTINCT = 2
+FK_EVIDENCE_MIN = 1.5  # log10 odds against the containment being a coincidence (1 in 30)
+FK_SHAPE_MIN_DISTINCT = 5  # a child spread like a sample of a parent's keys needs this many,
+FK_SHAPE_MIN_COVERAGE = 0.5  # uses at least half of the keys
+FK_SPREAD_MAX = 0.1  # and is within this Kolmogorov-Smirnov distance of them
+INTEGER_DECADES = 10.0  # magnitudes integer keys take (1 .. 10^10) for the location evidence
 QUARANTINE_NULL_MAX_PERCENT = 1.0  # nulls are defects only in columns (almost) never null
 RARE_MIN_ROWS = 1000  # the plain rare-value rule needs this many non-null rows to mean something
 RARE_SHARE = 0.001  # ... then values in fewer than 0.1 % of the non-null rows are likely defects
@@ -131,12 +160,14 @@ _NUMERIC_EXACT = 2**53
 
 @dataclass
 class ForeignKeyMatch:
-    """What discovery observed for one child column against its parent's IDs."""
+    """What discovery observed for one child column against its parent's key."""
 
     parent_table: str
     parent_column: str
     distinct_contained_percent: float
-    orphan_rows: int  # non-null rows whose value is not a parent ID (non-integer text included)
+    orphan_rows: int  # non-null rows whose value is not a parent key (non-integer text included)
+    evidence: float = 0.0  # log10 odds against a coincidence (see _reference_evidence)
+    parent_coverage_percent: float = 0.0  # share of the parent's keys the child uses
 
 
 @dataclass
@@ -167,6 +198,16 @@ class ColumnProfile:
     duplicate_rows: int | None = None
     nonconforming_rows: int = 0
     foreign_key: ForeignKeyMatch | None = None
+    # The column's Arrow type when the file stores it typed (int64, date32[day], ...); None for
+    # text. Type inference and type-conformance rules apply to text columns only.
+    source_type: str | None = None
+    # Short text without whitespace (a code, not free text): may be a key or a reference.
+    code_like: bool = False
+    utc_offsets: bool = False  # a text date column whose values carry UTC offsets ('Z', '+02')
+    temporal_min: str | None = None  # range of a typed date/timestamp column, as ISO text
+    temporal_max: str | None = None
+    text_values: pa.Array | None = field(default=None, repr=False, compare=False)
+    text_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
     canonical_ids: np.ndarray | None = field(default=None, repr=False, compare=False)
     canonical_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -223,6 +264,11 @@ class TableProfile:
     path: str = ""
     total_rows: int = 0  # rows in the file (differs from ``rows`` only when sampled)
     sampled: bool = False
+    # Candidate keys found in the data, best first (the row identity), and other columns unique
+    # on their non-null values (alternate keys that may be null); see _discover_keys.
+    keys: list[list[str]] = field(default_factory=list)
+    unique_columns: list[str] = field(default_factory=list)
+    key_duplicates: dict[str, int] = field(default_factory=dict)  # composite key -> dup rows
 
     def column(self, name: str) -> ColumnProfile:
         for col in self.columns:
@@ -495,21 +541,19 @@ def _conforming(values: _Values, vtype: str) -> np.ndarray | None:
 
 
 def _to_float(values: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    try:
-        return np.asarray(pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False), dtype=float)
-    except pa.ArrowException:  # a form the regex allows but Arrow's parser does not ('5.')
-        return np.array([float(v) for v in values.to_pylist()], dtype=float)
+    """float64 of conforming numbers (text or typed), read as validation reads them."""
+    numbers = checks.parse_numbers(values, conforming=True)
+    return np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=float)
 
 
 def _canonical_ints(floats: np.ndarray, values: pa.Array | pa.ChunkedArray) -> np.ndarray | None:
     """Integer values of conforming integer text; None when they do not fit int64."""
     if floats.size == 0 or np.abs(floats).max() < _NUMERIC_EXACT:
         return floats.astype(np.int64)
-    try:
-        stripped = pc.replace_substring_regex(values, r"\.0+$", "")
-        return np.asarray(pc.cast(stripped, pa.int64()).to_numpy(zero_copy_only=False))
-    except pa.ArrowException:
-        return None
+    ints = checks.parse_integers(values, conforming=True)
+    if ints.null_count:
+        return None  # more than 18 digits: no integer key
+    return np.asarray(ints.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _sorted_counts(ints: np.ndarray, weights: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -597,11 +641,12 @@ def _robust_length_bound(hist: np.ndarray) -> tuple[int, int]:
     return bound, total - int(cumulative[bound])
 
 
-def _is_key_name(name: str) -> bool:
-    return name.upper().endswith("ID")
-
-
 def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) -> ColumnProfile:
+    """Figures of one column: a typed column from its typed values, text through inference."""
+    if not _is_text_column(column.type):
+        typed = _profile_typed(name, column)
+        if typed is not None:
+            return typed
     rows = len(column)
     values, counted = _split_nulls(_as_text(column), placeholders)
     nonnull = values.total
@@ -628,14 +673,7 @@ def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) 
 
     if counted:
         weights = values.weights
-        order = sorted(
-            zip(values.values.to_pylist(), weights.tolist(), strict=True),
-            key=lambda item: (-item[1], item[0]),
-        )
-        profile.top_values = [(v, int(c)) for v, c in order[:TOP_VALUES]]
-        if values.size <= VALUE_COUNTS_MAX:
-            profile.value_counts = [(v, int(c)) for v, c in order]
-        profile.duplicate_rows = int(weights[weights > 1].sum())
+        _set_value_counts(profile, values.values.to_pylist(), weights)
 
     conform = None
     for vtype in TYPE_ORDER:
@@ -644,16 +682,145 @@ def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) 
             profile.inferred_type = vtype
             break
     if conform is None:
-        if not counted and _is_key_name(name):
-            _count_text_keys(profile, values)
+        _text_codes(profile, values, counted)
         return profile
+    if profile.inferred_type == "integer" and _fixed_scale(values, conform):
+        # '17.00' on every row is a decimal(15,2) that happens to be whole (a quantity), not
+        # an integer written through a float ('13000015.0').
+        conform = _conforming(values, "decimal")
+        assert conform is not None  # integer text is decimal text
+        profile.inferred_type = "decimal"
 
     matched_rows = values.weight(conform)
     profile.nonconforming_rows = nonnull - matched_rows
     profile.type_conformance = _percent(matched_rows, nonnull)
     if profile.inferred_type in ("integer", "decimal"):
         _numeric_figures(profile, values, conform)
+    elif profile.inferred_type == "date":
+        selected, _ = values.select(conform)
+        profile.utc_offsets = checks.has_utc_offsets(selected)
     return profile
+
+
+def _fixed_scale(values: _Values, conform: np.ndarray) -> bool:
+    """Every conforming value ends in a fraction of two or more zeros ('17.00')."""
+    scaled = _to_bool(pc.ends_with(values.values, ".00")) & conform
+    return values.weight(scaled) == values.weight(conform) > 0
+
+
+def _is_text_column(arrow_type: pa.DataType) -> bool:
+    if pa.types.is_dictionary(arrow_type):
+        return _is_text(arrow_type.value_type)
+    return _is_text(arrow_type) or pa.types.is_null(arrow_type)
+
+
+def _set_value_counts(profile: ColumnProfile, texts: list[Any], weights: np.ndarray) -> None:
+    order = sorted(zip(texts, weights.tolist(), strict=True), key=lambda item: (-item[1], item[0]))
+    profile.top_values = [(v, int(c)) for v, c in order[:TOP_VALUES]]
+    if len(order) <= VALUE_COUNTS_MAX:
+        profile.value_counts = [(v, int(c)) for v, c in order]
+    profile.duplicate_rows = int(weights[weights > 1].sum())
+
+
+def _text_codes(profile: ColumnProfile, values: _Values, counted: bool) -> None:
+    """Distinct values of a text column that reads as codes (short, no whitespace), sorted.
+
+    Only such a column can be a key or a reference: free text (a name, a comment) is unique by
+    chance in a small table. One whitespace regex and one hash pass, skipped for long text.
+    """
+    if (profile.max_length or 0) > KEY_MAX_LENGTH:
+        return
+    if bool((_regex(values.values, r"\s") & values.keep).any()):
+        return
+    if counted:
+        distinct, counts = values.values, values.weights
+    else:
+        selected, _ = values.select(values.keep)
+        vc = pc.value_counts(selected)
+        distinct = vc.field("values")
+        counts = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
+    if isinstance(distinct, pa.ChunkedArray):
+        distinct = distinct.combine_chunks()
+    distinct = distinct.cast(pa.large_string())
+    order = np.asarray(pc.sort_indices(distinct).to_numpy(zero_copy_only=False))
+    profile.code_like = True
+    profile.text_values = distinct.take(pa.array(order))
+    profile.text_counts = np.asarray(counts, dtype=np.int64)[order]
+    profile.distinct_count = int(len(distinct))
+    profile.duplicate_rows = int(profile.text_counts[profile.text_counts > 1].sum())
+
+
+def _profile_typed(name: str, column: pa.ChunkedArray) -> ColumnProfile | None:
+    """A typed column (a newer export) profiled on its typed values, or None for a type that is
+    profiled through its text form (binary, nested).
+
+    Integers get distinct values (keys, references) and a range; floats and decimals a range
+    (NaN is null, as GX reads it); booleans their value counts; dates and timestamps their
+    range as ISO text. No type is inferred and no type-conformance rule written: the file says
+    what the type is.
+    """
+    arrow_type = column.type
+    if pa.types.is_dictionary(arrow_type):
+        column = pc.cast(column, arrow_type.value_type)
+        arrow_type = column.type
+    rows = len(column)
+    if pa.types.is_floating(arrow_type):
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, arrow_type), column)
+    present = pc.drop_null(column)
+    nonnull = len(present)
+    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
+        kind = "integer" if pa.types.is_integer(arrow_type) else "boolean"
+    elif pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        kind = "decimal"
+    elif pa.types.is_temporal(arrow_type) and not pa.types.is_duration(arrow_type):
+        kind = "date"
+    else:
+        return None
+    profile = ColumnProfile(
+        name=name,
+        rows=rows,
+        null_count=rows - nonnull,
+        null_percent=_percent(rows - nonnull, rows),
+        distinct_count=0 if nonnull == 0 else None,
+        min_length=None,
+        max_length=None,
+        inferred_type=kind,
+        type_conformance=None,
+        top_values=[],
+        source_type=str(arrow_type),
+    )
+    if nonnull == 0:
+        return profile
+    if kind == "integer":
+        if pa.types.is_uint64(arrow_type) and pc.max(present).as_py() >= 2**63:
+            return None
+        ints = _to_int(pc.cast(present, pa.int64()))
+        ids, counts = _distinct_with_counts(ints, None)
+        profile.canonical_ids, profile.canonical_counts = ids, counts
+        profile.distinct_count = int(ids.size)
+        profile.duplicate_rows = int(counts[counts > 1].sum())
+        profile.numeric_min, profile.numeric_max = float(ids[0]), float(ids[-1])
+        if ids.size <= VALUE_COUNTS_MAX:
+            _set_value_counts(profile, [str(v) for v in ids.tolist()], counts)
+    elif kind == "boolean":
+        vc = pc.value_counts(present)
+        texts = [str(v).lower() for v in vc.field("values").to_pylist()]
+        weights = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        profile.distinct_count = len(texts)
+        _set_value_counts(profile, texts, weights)
+    elif kind == "decimal":
+        floats = _to_float(present)
+        profile.numeric_min, profile.numeric_max = float(floats.min()), float(floats.max())
+    else:
+        profile.distinct_count = int(pc.count_distinct(present).as_py())
+        low, high = pc.min_max(present).values()
+        profile.temporal_min = _iso(low.as_py())
+        profile.temporal_max = _iso(high.as_py())
+    return profile
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _numeric_figures(profile: ColumnProfile, values: _Values, conform: np.ndarray) -> None:
@@ -688,14 +855,6 @@ def _numeric_figures(profile: ColumnProfile, values: _Values, conform: np.ndarra
 def _is_flag(ids: np.ndarray) -> bool:
     """AIMS stores flags as 0/-1: an integer column of only -1/0/1 with a -1 is boolean."""
     return 0 < ids.size <= 3 and bool(np.isin(ids, (-1, 0, 1)).all()) and bool((ids == -1).any())
-
-
-def _count_text_keys(profile: ColumnProfile, values: _Values) -> None:
-    """Distinct and duplicate counts of a high-cardinality text key (one hash pass)."""
-    selected, _ = values.select(values.keep)
-    counts = np.asarray(pc.value_counts(selected).field("counts").to_numpy(zero_copy_only=False))
-    profile.distinct_count = int(counts.size)
-    profile.duplicate_rows = int(counts[counts > 1].sum())
 
 
 def _percent(part: int, whole: int) -> float:
@@ -748,49 +907,287 @@ def profile_table(settings: Settings, table: str, sample_size: int | None = None
         _profile_column(name, data, placeholders)
         for name, data in _columns(settings, table, names, sample_size, whole)
     ]
-    return TableProfile(
+    profile = TableProfile(
         table=table,
         rows=rows,
         columns=columns,
-        seconds=round(time.perf_counter() - started, 3),
+        seconds=0.0,
         empty=rows == 0,
         path=str(path),
         total_rows=total_rows,
         sampled=sample_size is not None and sample_size < total_rows,
     )
+    if rows:
+        _discover_keys(settings, profile, sample_size)
+    profile.seconds = round(time.perf_counter() - started, 3)
+    return profile
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def _key_kind(col: ColumnProfile) -> str | None:
+    """'integer' or 'code' for a column whose values could identify rows, else None.
+
+    Floats, decimals, dates and booleans are never single-column keys (a timestamp or an amount
+    is unique by chance), nor is free text: see ``_text_codes``.
+    """
+    if col.inferred_type == "integer" and col.canonical_ids is not None:
+        return "integer"
+    if col.inferred_type == "text" and col.code_like and col.text_values is not None:
+        return "code"
+    return None
+
+
+def _chance_duplicates(col: ColumnProfile) -> float:
+    """Duplicate pairs expected among the column's values were they drawn at random from its
+    value space (the birthday bound n^2 / 2D): when that is large, a unique column is no
+    coincidence. D is the integer range, or the code format's space (``_log10_code_space``):
+    'UA-20000'..'UA-20014' fill a space of 20, phone numbers one of 10^12."""
+    n = col.nonnull_count
+    if col.inferred_type == "integer" and col.canonical_ids is not None and col.canonical_ids.size:
+        log_space = math.log10(float(col.canonical_ids[-1] - col.canonical_ids[0] + 1))
+    elif col.text_values is not None and len(col.text_values):
+        log_space = _log10_code_space(col.text_values)
+    else:
+        return 0.0
+    return n * n / 2.0 / 10 ** min(log_space, 300.0)
+
+
+def _log10_code_space(values: pa.Array) -> float:
+    """log10 of the number of values a code format allows: the product, over character
+    positions, of the characters seen there (estimated on an even stride of at most
+    CODE_SPACE_SAMPLE of the distinct values)."""
+    step = max(1, len(values) // CODE_SPACE_SAMPLE)
+    sample = values.take(pa.array(np.arange(0, len(values), step))) if step > 1 else values
+    longest = int(pc.max(pc.utf8_length(sample)).as_py() or 0)
+    total = 0.0
+    for start in range(longest):
+        chars = pc.utf8_slice_codeunits(sample, start, start + 1)
+        total += math.log10(max(1, len(pc.unique(chars))))
+    return total
+
+
+def _key_rank(col: ColumnProfile, kind: str) -> int:
+    """0: an integer (the usual surrogate key, however small the table and gapped its values),
+    1: a text code."""
+    return 0 if kind == "integer" else 1
+
+
+def _is_unique(col: ColumnProfile) -> bool:
+    nonnull = col.nonnull_count
+    if nonnull == 0 or col.duplicate_rows is None:
+        return False
+    return nonnull - col.duplicate_rows >= KEY_UNIQUE_MIN * nonnull
+
+
+def _discover_keys(settings: Settings, profile: TableProfile, sample_size: int | None) -> None:
+    """Candidate keys of a table from its data, best first, into ``profile.keys``.
+
+    A single column is a candidate when it is an integer or a text code, present on at least
+    99 % of the rows and unique on at least 99 % of them (the row identity must survive a few
+    defective rows). Best first: an integer, then a text code; fewer nulls; file order. The
+    best is always a candidate; the others only when their uniqueness is no coincidence
+    (``_chance_duplicates``: a phone number unique among 1,500 rows says nothing, nor does a
+    reference that happens to be unique in a 15-row table). Columns unique on
+    their non-null values but often null are listed in ``unique_columns`` (uniqueness rules,
+    no key). Only when no single column is a key are two-column combinations searched.
+    Keys declared in ``settings.table_keys`` come first.
+    """
+    singles: list[tuple[tuple[int, int, int], ColumnProfile]] = []
+    profile.keys, profile.unique_columns, profile.key_duplicates = [], [], {}
+    for position, col in enumerate(profile.columns):
+        kind = _key_kind(col)
+        if kind is None or not _is_unique(col):
+            continue
+        if col.null_percent > KEY_NULL_MAX_PERCENT:
+            if _chance_duplicates(col) >= KEY_CHANCE_MIN and col.nonnull_count >= FK_MIN_DISTINCT:
+                profile.unique_columns.append(col.name)
+            continue
+        singles.append(((_key_rank(col, kind), col.null_count, position), col))
+    singles.sort(key=lambda item: item[0])
+    keys: list[list[str]] = []
+    for index, (_, col) in enumerate(singles):
+        # The row identity may carry a few defective rows (its uniqueness rule reports them);
+        # another candidate must be a key on every row, and no coincidence.
+        exact = col.null_count == 0 and col.duplicate_rows == 0
+        if index == 0 or (exact and _chance_duplicates(col) >= KEY_CHANCE_MIN):
+            keys.append([col.name])
+    if not keys:
+        pair = _pair_key(settings, profile, sample_size)
+        if pair is not None:
+            columns, duplicates = pair
+            keys.append(columns)
+            profile.key_duplicates[",".join(columns)] = duplicates
+    names = {c.name for c in profile.columns}
+    declared = [k for k in settings.keys_for(profile.table) if all(c in names for c in k)]
+    ordered = declared + [k for k in keys if k not in declared]
+    profile.keys = ordered[: max(KEYS_MAX, len(declared))]
+    profile.unique_columns = [c for c in profile.unique_columns if [c] not in profile.keys]
+
+
+def _pair_key(
+    settings: Settings, profile: TableProfile, sample_size: int | None
+) -> tuple[list[str], int] | None:
+    """The likeliest two-column key, or None: (columns in file order, duplicate rows).
+
+    Candidates are never-null integer, code and date columns (a time series is keyed by entity
+    and time), at most PAIR_MAX_COLUMNS of them. A pair is tried only when its distinct counts
+    can make every row unique and a random pair would collide (``KEY_CHANCE_MIN``), fewest
+    combinations first (the tightest fit is the designed key: order and line number before
+    order and price), on its first rows before all of them; it must be unique on every row.
+    Rows are hashed as int64 codes.
+    """
+    chosen = []
+    for position, col in enumerate(profile.columns):
+        kind = _key_kind(col) or ("date" if col.inferred_type == "date" else None)
+        if kind is None or col.null_count or col.nonconforming_rows:
+            continue
+        chosen.append((0 if kind == "integer" else 1, position, col.name))
+    chosen = sorted(chosen)[:PAIR_MAX_COLUMNS]
+    if len(chosen) < 2:
+        return None
+    names = [name for _, _, name in sorted(chosen, key=lambda item: item[1])]
+    rank = {name: klass for klass, _, name in chosen}
+    try:
+        data = read_bronze(
+            settings.paths.bronze, profile.table, columns=names, sample_size=sample_size
+        )
+    except AimsError:
+        return None
+    rows = data.num_rows
+    codes: dict[str, tuple[np.ndarray, int]] = {}
+    for name in names:
+        column = data.column(name)
+        if _is_text_column(column.type):
+            column = checks.canonical_ids(column)
+        encoded = pc.dictionary_encode(column.combine_chunks())
+        codes[name] = (_to_int(encoded.indices), len(encoded.dictionary))
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            combos = codes[a][1] * codes[b][1]
+            if combos < rows or rows * rows / (2.0 * combos) < PAIR_CHANCE_MIN:
+                continue
+            pairs.append((combos, rank[a] + rank[b], names.index(a), names.index(b), a, b))
+    pairs.sort()
+    for *_, a, b in pairs[:PAIR_MAX_TRIES]:
+        (ca, _), (cb, db) = codes[a], codes[b]
+        # Exactly unique: a combination that repeats at all is more likely a coincidence
+        # than a key with defective rows (it is only searched when no column is a key).
+        probe = min(rows, PAIR_PROBE_ROWS)
+        if _duplicate_rows(ca[:probe] * db + cb[:probe]):
+            continue
+        if not _duplicate_rows(ca * db + cb):
+            return [a, b], 0
+    return None
+
+
+def _duplicate_rows(combined: np.ndarray) -> int:
+    """Rows whose value occurs more than once (every occurrence counted, as GX does)."""
+    _, counts = np.unique(combined, return_counts=True)
+    return int(counts[counts > 1].sum())
 
 
 # --- foreign keys -----------------------------------------------------------------------------
 
 
-def _parent_ids(profile: TableProfile) -> np.ndarray | None:
-    try:
-        col = profile.column("ID")
-    except KeyError:
-        return None
-    if col.canonical_ids is None or col.canonical_ids.size == 0:
-        return None
-    return col.canonical_ids
+@dataclass
+class _ParentKey:
+    """The distinct values of one single-column key: sorted int64 or sorted text codes."""
+
+    table: str
+    column: str
+    ints: np.ndarray | None = None
+    texts: pa.Array | None = None
+    log_space: float | None = None  # of a text key's format, computed when first needed
+
+    @property
+    def size(self) -> int:
+        return int(self.ints.size) if self.ints is not None else len(self.texts or [])
 
 
-def _load_parent_ids(settings: Settings, table: str) -> np.ndarray | None:
-    """ID set of a table that was not profiled in this run (only its ID column is read)."""
+def _parent_key(table: str, col: ColumnProfile) -> _ParentKey | None:
+    kind = _key_kind(col)
+    if kind == "integer" and col.canonical_ids is not None and col.canonical_ids.size:
+        return _ParentKey(table, col.name, ints=col.canonical_ids)
+    if kind == "code" and col.text_values is not None and len(col.text_values):
+        return _ParentKey(table, col.name, texts=col.text_values)
+    return None
+
+
+def _read_key_columns(
+    settings: Settings, table: str, names: list[str], columns: list[str]
+) -> list[_ParentKey]:
+    """Parent keys of ``table`` read from its whole Bronze file (the columns named)."""
+    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
+    found = []
+    for name in [c for c in columns if c in names]:
+        data = read_bronze(settings.paths.bronze, table, columns=[name])
+        key = _parent_key(table, _profile_column(name, data.column(0), placeholders))
+        if key is not None:
+            found.append(key)
+    return found
+
+
+def _scan_key(settings: Settings, table: str, names: list[str]) -> list[_ParentKey]:
+    """The best single-column key of a table nobody profiled in this run, column by column.
+
+    The same ranking as ``_discover_keys``; the scan stops at the first integer key whose
+    uniqueness is no coincidence (nothing later can rank above it).
+    """
+    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
+    best: tuple[int, _ParentKey] | None = None
+    for name in names:
+        data = read_bronze(settings.paths.bronze, table, columns=[name])
+        col = _profile_column(name, data.column(0), placeholders)
+        kind = _key_kind(col)
+        if kind is None or not _is_unique(col) or col.null_percent > KEY_NULL_MAX_PERCENT:
+            continue
+        rank = _key_rank(col, kind)
+        key = _parent_key(table, col)
+        if key is not None and (best is None or rank < best[0]):
+            best = (rank, key)
+        if rank == 0:
+            break
+    return [best[1]] if best is not None else []
+
+
+def _unprofiled_keys(
+    settings: Settings, table: str, profile: TableProfile | None
+) -> list[_ParentKey]:
+    """Keys of a table profiled on a sample (its key columns, read whole, as validation will) or
+    not profiled at all (declared keys, else its rule file's keys, else a scan)."""
     try:
         _, names, _ = _bronze_layout(settings, table)
-        if "ID" not in names:
-            return None
-        data = read_bronze(settings.paths.bronze, table, columns=["ID"])
+        if profile is not None:
+            keys = profile.keys
+        else:
+            keys = settings.keys_for(table)
+            path = settings.paths.rule_file(table)
+            if not keys and path.is_file():
+                try:
+                    keys = load_rule_file(path).keys
+                except RuleFileError:
+                    keys = []
+            if not keys:
+                return _scan_key(settings, table, names)
+        identity = keys[0] if keys and len(keys[0]) == 1 else []
+        return _read_key_columns(settings, table, names, identity)
     except AimsError:
-        return None  # an unreadable parent offers no IDs; its own profiling reports the error
-    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
-    col = _profile_column("ID", data.column(0), placeholders)
-    return col.canonical_ids if col.canonical_ids is not None and col.canonical_ids.size else None
+        return []  # an unreadable parent offers no keys; its own profiling reports the error
 
 
-def _name_hint(column: str, parent: str) -> bool:
-    """PHASEID -> aims_phases: used only to break ties between equally good parents."""
-    stem = column.upper().removesuffix("ID").lower()
-    return bool(stem) and stem in parent.lower().removeprefix("aims_")
+def _name_tokens(table: str, common: set[str]) -> list[str]:
+    tokens = [t for t in re.split(r"[^a-z0-9]+", table.lower()) if len(t) >= 3]
+    return [t[:-1] if t.endswith("s") else t for t in tokens if t not in common]
+
+
+def _name_hint(column: str, tokens: list[str]) -> bool:
+    """PHASEID -> aims_phases, ss_item_sk -> item: used only to break ties between parents
+    that are equally good in the data."""
+    name = column.lower()
+    return any(token in name for token in tokens)
 
 
 def _contained(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
@@ -799,37 +1196,131 @@ def _contained(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
     return parent[pos] == child
 
 
+def _integer_evidence(
+    contained: np.ndarray, parent: np.ndarray, child: np.ndarray, by_shape: bool
+) -> float | None:
+    """log10 odds against integer values being parent keys by coincidence, or None.
+
+    Two kinds of evidence add up. Density: where the parent's keys are sparse over the
+    child's interval, h values all landing on keys is unlikely (h * log10(1 / density)); dense
+    keys give none. Location: without a relation, where a column's values lie is roughly
+    scale-free; landing on the parent's run of consecutive keys has the chance of the share of
+    the ~10 decades of integers that run spans (IDs 13,000,000-13,050,000 span 0.0002 of them:
+    strong; keys 1-25 span 0.14: weak; 562-566 among keys 562-566, 13,000,000-...: strong). Failing those, a child of a dense parent still counts when it uses
+    at least half of the parent's keys, spread over them like a sample (c_nationkey 0-24 ->
+    nation 0-24, o_custkey -> two thirds of customer), which a small counter packed at the low
+    end (l_linenumber 1-7, p_size 1-50 inside keys 1-100, a class 1-16 inside keys 1-20) is
+    not: see ``_spread``. A child using few keys of a dense parent (ss_cdemo_sk: 12 % of
+    customer_demographics) is not proposed: any column of numbers in that range would match.
+    That shape carries no evidence for orphans: every child value (``child``, all distinct
+    values) must lie within the parent's key range (a quantity 0-1000 is not a reference to
+    customers 1-1000). Nor does it when ``by_shape`` is false: a column of the parent's own
+    table (t_time copies t_time_sk) or a key of its own (two surrogate sequences 1-20 coincide).
+    """
+    h = int(contained.size)
+    low, high = int(contained[0]), int(contained[-1])
+    plo, phi = int(parent[0]), int(parent[-1])
+    within = int(np.searchsorted(parent, high, "right") - np.searchsorted(parent, low, "left"))
+    density = h * math.log10((high - low + 1) / max(within, 1))
+    location = 0.0
+    if low >= 0:
+        # The runs of consecutive keys holding the child's lowest and highest values bound
+        # the stretch of the number line the child had to land in.
+        start, end = _run_bounds(parent, low, high)
+        share = math.log10((end + 1) / max(start, 1)) / INTEGER_DECADES
+        location = -math.log10(min(1.0, max(share, 1e-12)))
+    score = round(density + location, 2)
+    if score >= FK_EVIDENCE_MIN:
+        return score
+    shaped = (
+        by_shape
+        and h >= FK_SHAPE_MIN_DISTINCT
+        and h >= FK_SHAPE_MIN_COVERAGE * parent.size
+        and plo <= int(child[0])
+        and int(child[-1]) <= phi
+        and _spread(contained, parent) <= FK_SPREAD_MAX
+    )
+    return score if shaped else None
+
+
+def _run_bounds(parent: np.ndarray, low: int, high: int) -> tuple[int, int]:
+    """First key of the run of consecutive keys holding ``low``, last of the one holding
+    ``high`` (both are keys of the sorted, distinct ``parent``)."""
+    breaks = np.flatnonzero(np.diff(parent) != 1)  # a run ends at each break
+    i = int(np.searchsorted(parent, low))
+    j = int(np.searchsorted(parent, high))
+    before = breaks[breaks < i]
+    after = breaks[breaks >= j]
+    start = int(parent[before[-1] + 1]) if before.size else int(parent[0])
+    end = int(parent[after[0]]) if after.size else int(parent[-1])
+    return start, end
+
+
+def _spread(contained: np.ndarray, parent: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance between the distributions of the child's distinct values
+    and of the parent's keys (0 when the child uses every key, or an even share of them)."""
+    h, n = contained.size, parent.size
+    ranks = np.searchsorted(parent, contained)  # keys below each child value
+    below = np.arange(h)
+    after = np.abs((below + 1) / h - (ranks + 1) / n).max()
+    before = np.abs(below / h - ranks / n).max()
+    return float(max(after, before))
+
+
+def _text_evidence(contained: pa.Array, parent: _ParentKey) -> float | None:
+    """log10 odds against text codes being parent keys by coincidence, or None: each contained
+    value had the chance the parent's keys fill of their format's space (``_log10_code_space``:
+    1,458 three-letter airport codes fill 1 in 12 of theirs; 20 one-letter codes most of it)."""
+    if parent.log_space is None:
+        assert parent.texts is not None
+        parent.log_space = _log10_code_space(parent.texts)
+    per_value = parent.log_space - math.log10(parent.size)
+    score = round(len(contained) * max(per_value, 0.0), 2)
+    return score if score >= FK_EVIDENCE_MIN else None
+
+
 def discover_foreign_keys(
     profiles: dict[str, TableProfile], settings: Settings
 ) -> dict[tuple[str, str], tuple[str, str]]:
-    """(child table, column) -> (parent table, 'ID') for references found in the data.
+    """(child table, column) -> (parent table, parent key column) for references in the data.
 
-    A child is an integer column named ``*ID`` other than its table's ID with at least 2
-    distinct values that are parent IDs, where at least 99 % of its distinct canonical values
-    ('13000015.0' == '13000015') or at least 99 % of its non-null rows are IDs of the parent
-    (which may be its own table: PARENTID). The row criterion
-    matters for low-cardinality references: one orphan among five phase IDs is 83 % of the
-    distinct values but a fraction of a percent of the rows. Each table's ID set is built once
-    (tables outside ``profiles`` have only their ID column read) and a child is compared only
-    with parents whose ID range overlaps its own, which AIMS' disjoint ID ranges make one or two.
-    Matched child ColumnProfiles are annotated with ``foreign_key`` (what was observed) so rule
-    suggestion can calibrate ``mostly``.
+    Parents are the single-column candidate keys of every Bronze table (tables outside
+    ``profiles`` have only their key read, see ``_unprofiled_keys``). A child is an integer or
+    text-code column (never a float, date, boolean or free text) with at least 2 distinct
+    values of which at least 80 % of the distinct values or of the rows are keys of the parent
+    (real data has orphans: nycflights13 tailnums missing from planes), and whose containment
+    is evidence, not coincidence (``_integer_evidence``, ``_text_evidence``). A 1-row parent
+    is never matched: its only child would be a constant, which no containment can tell from
+    chance. Integers compare canonically ('13000015.0' == 13000015). Among parents the one
+    containing most rows wins, then one whose table is named in the column (a tie-break only),
+    then the stronger evidence. Matched child ColumnProfiles are annotated with
+    ``foreign_key`` so rule suggestion can calibrate ``mostly``.
     """
-    parents: dict[str, np.ndarray] = {}
+    parents: list[_ParentKey] = []
     for table in list_bronze_tables(settings.paths.bronze):
-        # A sampled profile holds only some IDs: read the whole ID column, as validation will.
         profile = profiles.get(table)
-        sampled = profile is None or profile.sampled
-        ids = _load_parent_ids(settings, table) if sampled else _parent_ids(profile)
-        if ids is not None:
-            parents[table] = ids
-    ranges = {t: (int(ids[0]), int(ids[-1])) for t, ids in parents.items()}
+        if profile is None or profile.sampled:
+            parents.extend(_unprofiled_keys(settings, table, profile))
+            continue
+        by_name = {c.name: c for c in profile.columns}
+        if profile.keys and len(profile.keys[0]) == 1 and profile.keys[0][0] in by_name:
+            parent = _parent_key(table, by_name[profile.keys[0][0]])
+            if parent is not None:
+                parents.append(parent)
+    parents = [p for p in parents if p.size >= FK_MIN_DISTINCT]
+    tables = sorted({p.table for p in parents} | set(profiles))
+    counts = {}
+    for table in tables:
+        for token in set(_name_tokens(table, set())):
+            counts[token] = counts.get(token, 0) + 1
+    common = {t for t, n in counts.items() if len(tables) > 1 and n == len(tables)}
+    tokens = {p.table: _name_tokens(p.table, common) for p in parents}
 
     found: dict[tuple[str, str], tuple[str, str]] = {}
     for table, profile in sorted(profiles.items()):
         for col in profile.columns:
             col.foreign_key = None
-            match = _match_parent(table, col, parents, ranges)
+            match = _match_parent(table, col, parents, tokens)
             if match is not None:
                 col.foreign_key = match
                 found[(table, col.name)] = (match.parent_table, match.parent_column)
@@ -839,43 +1330,95 @@ def discover_foreign_keys(
 def _match_parent(
     table: str,
     col: ColumnProfile,
-    parents: dict[str, np.ndarray],
-    ranges: dict[str, tuple[int, int]],
+    parents: list[_ParentKey],
+    tokens: dict[str, list[str]],
 ) -> ForeignKeyMatch | None:
-    ids, counts = col.canonical_ids, col.canonical_counts
-    if col.name == "ID" or not _is_key_name(col.name) or col.inferred_type != "integer":
-        return None
-    if ids is None or counts is None or ids.size < FK_MIN_DISTINCT:
+    kind = _key_kind(col)
+    if kind is None or (col.distinct_count or 0) < FK_MIN_DISTINCT:
         return None
     nonnull = col.nonnull_count
-    cumulative = np.concatenate(([0], np.cumsum(counts)))
     candidates = []
-    for parent, parent_ids in parents.items():
-        # Only the child's values inside the parent's ID range can be parent IDs: two binary
-        # searches rule out a parent before any value is looked up.
-        plo, phi = ranges[parent]
-        first = int(np.searchsorted(ids, plo, side="left"))
-        last = int(np.searchsorted(ids, phi, side="right"))
-        in_range, rows_in_range = last - first, int(cumulative[last] - cumulative[first])
-        if in_range < FK_MIN_DISTINCT or (
-            in_range < FK_CONTAINMENT_MIN * ids.size
-            and rows_in_range < FK_CONTAINMENT_MIN * nonnull
-        ):
+    for parent in parents:
+        if parent.table == table and parent.column == col.name:
             continue
-        inside = _contained(ids[first:last], parent_ids)
-        hits = int(np.count_nonzero(inside))
-        contained_rows = int(counts[first:last][inside].sum())
-        if hits < FK_MIN_DISTINCT:
+        if kind == "integer" and parent.ints is not None:
+            observed = _match_integers(col, parent, nonnull, same_table=parent.table == table)
+        elif kind == "code" and parent.texts is not None:
+            observed = _match_texts(col, parent, nonnull)
+        else:
             continue
-        if hits < FK_CONTAINMENT_MIN * ids.size and contained_rows < FK_CONTAINMENT_MIN * nonnull:
+        if observed is None:
             continue
-        # Best: most rows contained, then a parent named like the column, then by name.
-        key = (-contained_rows, -int(_name_hint(col.name, parent)), parent)
+        hits, contained_rows, evidence = observed
+        key = (
+            -contained_rows,
+            -int(_name_hint(col.name, tokens[parent.table])),
+            -evidence,
+            parent.table,
+            parent.column,
+        )
         match = ForeignKeyMatch(
-            parent, "ID", _percent(hits, int(ids.size)), nonnull - contained_rows
+            parent.table,
+            parent.column,
+            _percent(hits, _child_distinct(col)),
+            nonnull - contained_rows,
+            evidence,
+            _percent(hits, parent.size),
         )
         candidates.append((key, match))
     return min(candidates, key=lambda item: item[0])[1] if candidates else None
+
+
+def _child_distinct(col: ColumnProfile) -> int:
+    if col.canonical_ids is not None:
+        return int(col.canonical_ids.size)
+    return len(col.text_values) if col.text_values is not None else 0
+
+
+def _enough(hits: int, distinct: int, contained_rows: int, nonnull: int) -> bool:
+    return hits >= FK_MIN_DISTINCT and (
+        hits >= FK_CONTAINMENT_MIN * distinct or contained_rows >= FK_CONTAINMENT_MIN * nonnull
+    )
+
+
+def _match_integers(
+    col: ColumnProfile, parent: _ParentKey, nonnull: int, same_table: bool
+) -> tuple[int, int, float] | None:
+    ids, counts, keys = col.canonical_ids, col.canonical_counts, parent.ints
+    assert ids is not None and counts is not None and keys is not None
+    # Only the child's values inside the parent's key range can be keys: two binary searches
+    # rule out most parents before any value is looked up.
+    first = int(np.searchsorted(ids, keys[0], side="left"))
+    last = int(np.searchsorted(ids, keys[-1], side="right"))
+    cumulative = np.concatenate(([0], np.cumsum(counts)))
+    if not _enough(last - first, ids.size, int(cumulative[last] - cumulative[first]), nonnull):
+        return None
+    inside = _contained(ids[first:last], keys)
+    hits = int(np.count_nonzero(inside))
+    contained_rows = int(counts[first:last][inside].sum())
+    if not _enough(hits, ids.size, contained_rows, nonnull):
+        return None
+    by_shape = not same_table and not _is_unique(col)
+    evidence = _integer_evidence(ids[first:last][inside], keys, ids, by_shape)
+    return None if evidence is None else (hits, contained_rows, evidence)
+
+
+def _match_texts(
+    col: ColumnProfile, parent: _ParentKey, nonnull: int
+) -> tuple[int, int, float] | None:
+    values, counts, keys = col.text_values, col.text_counts, parent.texts
+    assert values is not None and counts is not None and keys is not None
+    # Sorted on both sides: values outside the parent's first..last key cannot be keys.
+    low, high = keys[0], keys[-1]
+    in_range = _to_bool(pc.and_(pc.greater_equal(values, low), pc.less_equal(values, high)))
+    if not _enough(int(in_range.sum()), len(values), int(counts[in_range].sum()), nonnull):
+        return None
+    inside = _to_bool(pc.is_in(values, value_set=keys))
+    hits, contained_rows = int(inside.sum()), int(counts[inside].sum())
+    if not _enough(hits, len(values), contained_rows, nonnull):
+        return None
+    evidence = _text_evidence(values.filter(pa.array(inside)), parent)
+    return None if evidence is None else (hits, contained_rows, evidence)
 
 
 # --- rule suggestion --------------------------------------------------------------------------
@@ -924,10 +1467,6 @@ def _number(value: float | None) -> int | float | None:
     return int(value) if float(value).is_integer() and abs(value) < _NUMERIC_EXACT else float(value)
 
 
-def _canonical_text(value: str) -> str:
-    return re.sub(r"^(-?\d+)\.0+$", r"\1", value)
-
-
 def rare_values(
     value_counts: list[tuple[str, int]],
     nonnull: int,
@@ -953,13 +1492,13 @@ def rare_values(
         floor = min(ordinary)
         rare.update({v: c for v, c in candidates.items() if c * GAP_FACTOR <= floor})
     if published:
-        listed = {_canonical_text(v) for v in published}
+        listed = {checks.canonical_id_text(v) for v in published}
         rare.update(
             {
                 v: c
                 for v, c in value_counts
                 if v not in rare
-                and _canonical_text(v) not in listed
+                and checks.canonical_id_text(v) not in listed
                 and c < UNPUBLISHED_SHARE * nonnull
             }
         )
@@ -1020,6 +1559,9 @@ def suggest_rules(
             if c.foreign_key is not None
         }
     rules: list[Expectation] = []
+    keys = [list(k) for k in profile.keys]
+    identity = keys[0] if keys else []
+    unique = {k[0] for k in keys if len(k) == 1} | set(profile.unique_columns)
     if profile.empty:
         rules.append(
             _rule(
@@ -1062,7 +1604,12 @@ def suggest_rules(
             )
         )
         if not profile.empty:
-            rules.extend(_column_rules(table, col, tol, foreign_keys.get(col.name)))
+            role = (
+                "identity" if identity == [col.name] else "unique" if col.name in unique else None
+            )
+            rules.extend(_column_rules(table, col, tol, foreign_keys.get(col.name), role))
+    if not profile.empty:
+        rules.extend(_compound_key_rules(profile, tol))
     data_source: dict[str, Any] = {
         "type": "parquet",
         "path": _display_path(settings, Path(profile.path or settings.paths.bronze_file(table))),
@@ -1084,7 +1631,31 @@ def suggest_rules(
         quality_thresholds=dict(DEFAULT_QUALITY_THRESHOLDS),
         extra={HASH_KEY: ""},
         path=settings.paths.rule_file(table),
+        keys=keys,
     )
+
+
+def _compound_key_rules(profile: TableProfile, tol: float) -> list[Expectation]:
+    """A uniqueness rule over the columns of each composite candidate key."""
+    rules = []
+    for key in profile.keys:
+        if len(key) < 2:
+            continue
+        duplicates = profile.key_duplicates.get(",".join(key))
+        counted = profile.rows
+        rules.append(
+            _rule(
+                "expect_compound_columns_to_be_unique",
+                {"column_list": list(key)},
+                "high",
+                f"Key ({', '.join(key)}) must identify one row",
+                "uniqueness",
+                True,
+                _mostly(counted - (duplicates or 0), counted, tol),
+                observed_duplicate_rows=duplicates,
+            )
+        )
+    return rules
 
 
 def _display_path(settings: Settings, path: Path) -> str:
@@ -1096,12 +1667,18 @@ def _display_path(settings: Settings, path: Path) -> str:
 
 
 def _column_rules(
-    table: str, col: ColumnProfile, tol: float, reference: tuple[str, str] | None
+    table: str,
+    col: ColumnProfile,
+    tol: float,
+    reference: tuple[str, str] | None,
+    role: str | None = None,
 ) -> list[Expectation]:
+    """Rules of one column; ``role`` is 'identity' for the table's row identity (the first
+    candidate key), 'unique' for another column found unique, None otherwise."""
     rules: list[Expectation] = []
     name = col.name
     rows, nonnull = col.rows, col.nonnull_count
-    is_id = name == "ID"
+    is_id = role == "identity"
 
     optional = col.null_percent >= QUARANTINE_NULL_MAX_PERCENT
     rules.append(
@@ -1121,15 +1698,14 @@ def _column_rules(
         return _can_fail(rules)
 
     unique_rows = nonnull - (col.duplicate_rows or 0)
-    if col.duplicate_rows is not None and (
-        is_id or (_is_key_name(name) and unique_rows >= KEY_UNIQUE_MIN * nonnull)
-    ):
+    if col.duplicate_rows is not None and role is not None:
         rules.append(
             _rule(
                 "expect_column_values_to_be_unique",
                 {"column": name},
                 "high",
-                f"Key column {name} must have unique values ('13000015.0' equals '13000015')",
+                f"Key column {name} must have unique values"
+                + (" ('13000015.0' equals '13000015')" if col.source_type is None else ""),
                 "uniqueness",
                 True,
                 _mostly(unique_rows, nonnull, tol),
@@ -1138,7 +1714,7 @@ def _column_rules(
         )
 
     vtype = col.inferred_type
-    if vtype != "text":
+    if vtype != "text" and col.source_type is None:
         conforming = nonnull - col.nonconforming_rows
         rules.append(
             _rule(
@@ -1150,6 +1726,7 @@ def _column_rules(
                 True,
                 _mostly(conforming, nonnull, tol),
                 value_type=vtype,
+                timezone="UTC" if col.utc_offsets else None,
                 observed_conformance_percent=col.type_conformance,
             )
         )
@@ -1189,7 +1766,8 @@ def _column_rules(
 
     if (
         vtype in ("integer", "decimal")
-        and not _is_key_name(name)
+        and role is None
+        and reference is None
         and col.numeric_min is not None
         and allowed is None
     ):
@@ -1340,6 +1918,11 @@ def _run_jobs(
 ) -> tuple[dict[str, TableProfile], dict[str, str]]:
     from tqdm.auto import tqdm
 
+    from .io import remove_stale_temp_files
+    from .lake_lock import pool_options
+
+    # A profile killed while writing a rule file leaves a temp file beside it; its writer is gone.
+    remove_stale_temp_files(settings.paths.rules)
     profiles: dict[str, TableProfile] = {}
     errors: dict[str, str] = {}
     bar = tqdm(total=len(tables), desc="profile", unit="table", disable=not progress)
@@ -1363,7 +1946,9 @@ def _run_jobs(
             # re-creates its thread pools after a fork. spawn where fork does not exist.
             fork = "fork" in multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if fork else "spawn")
-            with ProcessPoolExecutor(max_workers=max_workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(
+                max_workers=max_workers, mp_context=context, **pool_options()
+            ) as pool:
                 futures = [pool.submit(_profile_job, settings, t, sample_size) for t in ordered]
                 for future in as_completed(futures):
                     collect(*future.result())

@@ -2,17 +2,21 @@
 
 A row is quarantined when it breaks a rule whose ``Expectation.quarantines_rows`` is true (the
 masks are :func:`aims_nb_utils.checks.unexpected_mask`, the same semantics GX validates with, so
-the rows a rule quarantines are exactly its GX ``unexpected_count``), when a value cannot be typed
-for Silver (``cast(<COLUMN> as <kind>)``, see :mod:`aims_nb_utils.typing_rules`), or, for a table
-with an ``ID`` column, when the key is empty or duplicated (``silver_key_not_null(ID)`` /
-``silver_key_unique(ID)``: Silver is upserted by ID, so its IDs must be present and unique; these
-implicit rules only apply when the rule file has no quarantining rule of the same kind on ID).
+the rows a rule quarantines are exactly its GX ``unexpected_count``), when a text value cannot be
+typed for Silver (``cast(<COLUMN> as <kind>)``, see :mod:`aims_nb_utils.typing_rules`; a typed
+source column is never cast), or, for a table with a key (its row identity, resolved by
+ingestion: declared in ``table_keys``, the rule file's ``keys:``, or the published spec's id
+column; composite keys allowed), when the key is empty or duplicated in the drop
+(``key_not_null(<cols>)`` / ``duplicate_key(<cols>)``: every row of a duplicated key goes, none
+is silently preferred; these implicit rules only apply when the rule file has no quarantining
+rule saying the same: not-null on every key column, uniqueness on the key column, or a compound
+uniqueness rule on exactly the key columns).
 
 Rules come in two scopes. *Row* rules depend on the row alone. *Table* rules (uniqueness,
 cross-table references, the key rules) depend on other rows too, so ingestion evaluates them on the
 whole Bronze column even when it processes only the changed rows.
 
-Quarantine keeps the Bronze values as text, plus ``_dq_run_id``, ``_dq_failed_rules`` (the rule ids,
+Quarantine keeps the Bronze values as Bronze has them (text in AIMS), plus ``_dq_run_id``, ``_dq_failed_rules`` (the rule ids,
 as in rule files and validation results), ``_dq_reason`` (one sentence per broken rule, with the
 offending value) and ``_dq_row_hash`` (the content hash incremental loads compare).
 """
@@ -28,7 +32,7 @@ import pyarrow.compute as pc
 
 from . import checks
 from .rules import TYPE_PATTERNS, Expectation, RuleFile
-from .typing_rules import KEY_COLUMN, ColumnType, ColumnView, column_view
+from .typing_rules import ColumnType, ColumnView, column_view
 
 RUN_ID = "_dq_run_id"
 FAILED_RULES = "_dq_failed_rules"
@@ -41,8 +45,18 @@ QUARANTINE_FIELDS = (
     pa.field(ROW_HASH, pa.int64()),
 )
 SILVER_FIELDS = (pa.field(RUN_ID, pa.string()), pa.field(ROW_HASH, pa.int64()))
-KEY_NOT_NULL = f"silver_key_not_null({KEY_COLUMN})"
-KEY_UNIQUE = f"silver_key_unique({KEY_COLUMN})"
+
+
+def key_not_null_id(key: Sequence[str]) -> str:
+    """Rule id of the implicit 'key present' rule of a key."""
+    return f"key_not_null({', '.join(key)})"
+
+
+def duplicate_key_id(key: Sequence[str]) -> str:
+    """Rule id of the implicit 'key unique in the drop' rule of a key."""
+    return f"duplicate_key({', '.join(key)})"
+
+
 VALUE_CHARS = 40  # a quoted value in a reason is cut here: reasons stay one readable line
 
 
@@ -52,13 +66,18 @@ class RowRule:
 
     rule_id: str
     column: str
-    check: str  # expectation | cast | key_not_null | key_unique
+    check: str  # expectation | compound_unique | cast | key_not_null | key_unique
     scope: str  # row | table
     before: str  # sentence text before the value
     after: str  # sentence text after the value
     show_value: bool = True
     expectation: Expectation | None = None
     kind: str | None = None  # column kind passed to checks (decides id canonicalisation)
+    columns: tuple[str, ...] = ()  # every column a multicolumn rule reads (column = the first)
+
+    @property
+    def all_columns(self) -> tuple[str, ...]:
+        return self.columns or (self.column,)
 
 
 def _range(kwargs: Mapping[str, object]) -> str:
@@ -100,34 +119,63 @@ def _expectation_rule(table: str, exp: Expectation) -> RowRule:
     )
 
 
+def _compound_rule(table: str, exp: Expectation) -> RowRule:
+    columns = tuple(exp.columns)
+    return RowRule(
+        exp.rule_id,
+        columns[0],
+        "compound_unique",
+        "table",
+        f"({', '.join(columns)}) = ",
+        " is not unique in the table",
+        True,
+        exp,
+        None,
+        columns,
+    )
+
+
 def row_rules(
     table: str,
     rule_file: RuleFile | None,
     types: Sequence[ColumnType],
     present_columns: Sequence[str],
+    key: Sequence[str] = (),
 ) -> tuple[list[RowRule], list[str]]:
     """The quarantining rules of a table, in rule-file order, then typing, then key rules.
 
-    Returns the rules and notes on rules that cannot apply (their column is not in this drop)."""
+    ``key`` is the table's row identity (see the module doc; empty: no key rules). Returns the
+    rules and notes on rules that cannot apply (their column is not in this drop)."""
     present = set(present_columns)
     rules: list[RowRule] = []
     notes: list[str] = []
     seen: set[str] = set()
-    key_rules: set[str] = set()
+    not_null: set[str] = set()
+    unique: set[tuple[str, ...]] = set()
     for exp in rule_file.expectations if rule_file is not None else []:
         if not exp.quarantines_rows:
             continue
-        if exp.column not in present:
-            notes.append(f"rule {exp.rule_id} skipped: column {exp.column} is not in this drop")
+        missing = [c for c in exp.columns if c not in present]
+        if missing:
+            notes.append(
+                f"rule {exp.rule_id} skipped: column {', '.join(missing)} is not in this drop"
+            )
             continue
         if exp.rule_id in seen:  # the same rule twice in a file counts once
             continue
         seen.add(exp.rule_id)
+        if exp.is_multicolumn:
+            rules.append(_compound_rule(table, exp))
+            if checks.compound_ignore_rule(exp) == "any_value_is_missing":
+                unique.add(tuple(sorted(exp.columns)))
+            continue
         rules.append(_expectation_rule(table, exp))
-        if exp.column == KEY_COLUMN:
-            key_rules.add(exp.expectation_type)
+        if exp.expectation_type == "expect_column_values_to_not_be_null":
+            not_null.add(str(exp.column))
+        elif exp.expectation_type == "expect_column_values_to_be_unique":
+            unique.add((str(exp.column),))
     for col_type in types:
-        if col_type.kind != "string" and col_type.column in present:
+        if col_type.needs_cast and col_type.column in present:
             rules.append(
                 RowRule(
                     col_type.rule_id,
@@ -138,38 +186,42 @@ def row_rules(
                     f" cannot be read as {col_type.kind}",
                 )
             )
-    if KEY_COLUMN in present:
-        if "expect_column_values_to_not_be_null" not in key_rules:
+    key = tuple(key)
+    if key and all(c in present for c in key):
+        named = ", ".join(key)
+        if not set(key) <= not_null:
             rules.append(
                 RowRule(
-                    KEY_NOT_NULL,
-                    KEY_COLUMN,
+                    key_not_null_id(key),
+                    key[0],
                     "key_not_null",
                     "table",
-                    f"key {KEY_COLUMN} ",
+                    f"key {named} ",
                     " is empty, so the row cannot be upserted",
                     False,
+                    columns=key,
                 )
             )
-        if "expect_column_values_to_be_unique" not in key_rules:
+        if tuple(sorted(key)) not in unique:
             rules.append(
                 RowRule(
-                    KEY_UNIQUE,
-                    KEY_COLUMN,
+                    duplicate_key_id(key),
+                    key[0],
                     "key_unique",
                     "table",
-                    f"key {KEY_COLUMN} ",
+                    f"key ({named}) = " if len(key) > 1 else f"key {named} ",
                     " occurs more than once in this drop",
+                    columns=key,
                 )
             )
     return rules, notes
 
 
-def _null_result(rule: RowRule, reference: pa.Array | None) -> bool:
+def _null_result(rule: RowRule, reference: pa.Array | None, arrow_type: pa.DataType) -> bool:
     """What a rule says about a null value (GX: only the not-null rule flags it)."""
     exp = rule.expectation
     assert exp is not None
-    empty = checks.prepare_arrow(pa.array([None], pa.string()), exp, [], rule.kind)
+    empty = checks.prepare_arrow(pa.nulls(1, type=arrow_type), exp, [], rule.kind)
     return bool(checks.mask_prepared(empty, exp, reference, rule.kind)[0])
 
 
@@ -223,6 +275,18 @@ def evaluate(
             views[column] = column_view(data.column(column), placeholders)
         return views[column]
 
+    def key_form(column: str) -> pa.ChunkedArray:
+        """A column as keys compare (ints as int64, text canonical), aligned with its view."""
+        key = (column, checks.CANONICAL)
+        if key not in prepared:
+            prepared[key] = checks.key_values(view_of(column).values)
+        return prepared[key]
+
+    def per_row(column: str, values: pa.ChunkedArray) -> pa.Array:
+        view = view_of(column)
+        values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        return view.take(values)
+
     for j, rule in enumerate(rules):
         if rule.check == "cast":
             if cast_failures is None:
@@ -231,11 +295,11 @@ def evaluate(
                 raise ValueError(f"no typing result for {rule.rule_id}")
             matrix[:, j] = cast_failures[rule.column]
             continue
-        view = view_of(rule.column)
         if rule.check == "expectation":
+            view = view_of(rule.column)
             exp = rule.expectation
             assert exp is not None
-            key = (rule.column, checks.preparation(exp, rule.kind))
+            key = (rule.column, checks.preparation(exp, rule.kind, view.values.type))
             if key not in prepared:  # placeholders are already null: prepare with none
                 prepared[key] = checks.prepare_arrow(view.values, exp, [], rule.kind)
             if exp.expectation_type == "expect_column_values_to_be_unique":
@@ -245,25 +309,35 @@ def evaluate(
             values_mask = checks.mask_prepared(prepared[key], exp, reference, rule.kind)
             if per_value is not None and j in per_value:
                 per_value[j] = values_mask
-            matrix[:, j] = view.expand(values_mask, _null_result(rule, reference))
-        else:
-            key = ("ID", checks.CANONICAL)
-            if key not in prepared:
-                prepared[key] = checks.canonical_ids(view.values)
-            if rule.check == "key_not_null":
-                empty = np.asarray(
-                    pc.is_null(prepared[key]).to_numpy(zero_copy_only=False), dtype=bool
+            matrix[:, j] = view.expand(values_mask, _null_result(rule, reference, view.values.type))
+        elif rule.check == "key_not_null":
+            empty = np.zeros(data.num_rows, dtype=bool)
+            for column in rule.all_columns:
+                nulls = np.asarray(
+                    pc.is_null(key_form(column), nan_is_null=True).to_numpy(zero_copy_only=False),
+                    dtype=bool,
                 )
-                matrix[:, j] = view.expand(empty, True)
-            else:
-                matrix[:, j] = _duplicated(view, prepared[key])
+                empty |= view_of(column).expand(nulls, True)
+            matrix[:, j] = empty
+        elif len(rule.all_columns) == 1:  # a one-column key
+            column = rule.column
+            matrix[:, j] = _duplicated(view_of(column), key_form(column))
+        else:  # a composite key, or a compound uniqueness rule
+            ignore = (
+                checks.compound_ignore_rule(rule.expectation)
+                if rule.expectation is not None
+                else "any_value_is_missing"
+            )
+            matrix[:, j] = checks.duplicated_rows(
+                [per_row(c, key_form(c)) for c in rule.all_columns], ignore
+            )
     return matrix
 
 
 def type_pattern_rules(rules: Sequence[RowRule], types: Sequence[ColumnType]) -> dict[str, int]:
     """column -> index of a rule that checks exactly ``rules.TYPE_PATTERNS`` of the column's Silver
     kind: its mask already says which values cannot be typed, so typing can skip that regex."""
-    kinds = {t.column: t.kind for t in types}
+    kinds = {t.column: t.kind for t in types if t.needs_cast}
     found: dict[str, int] = {}
     for j, rule in enumerate(rules):
         exp = rule.expectation
@@ -279,6 +353,18 @@ def type_pattern_rules(rules: Sequence[RowRule], types: Sequence[ColumnType]) ->
         ):
             found.setdefault(rule.column, j)
     return found
+
+
+def _text_values(raw: pa.Table, column: str, rows: np.ndarray) -> pa.Array:
+    values = raw.column(column).take(pa.array(rows)).combine_chunks()
+    return values if pa.types.is_string(values.type) else values.cast(pa.string())
+
+
+def _tuple_text(quoted: Sequence[pa.Array]) -> pa.Array:
+    """('1', '2') from the quoted values of each column of a composite key."""
+    return pc.binary_join_element_wise(
+        "(", *[part for i, q in enumerate(quoted) for part in ((", ", q) if i else (q,))], ")", ""
+    )
 
 
 def _quoted(values: pa.Array) -> pa.Array:
@@ -308,10 +394,10 @@ def quarantine_rows(
         if not len(rows_j):
             continue
         if rule.show_value:
-            values = raw.column(rule.column).take(pa.array(rows_j)).combine_chunks()
-            values = values.cast(pa.string()) if not pa.types.is_string(values.type) else values
+            quoted = [_quoted(_text_values(raw, c, rows_j)) for c in rule.all_columns]
+            shown = quoted[0] if len(quoted) == 1 else _tuple_text(quoted)
             text = pc.binary_join_element_wise(
-                rule.before, _quoted(values), f"{rule.after} [{rule.rule_id}]", ""
+                rule.before, shown, f"{rule.after} [{rule.rule_id}]", ""
             )
         else:
             text = pa.array([f"{rule.before.rstrip()}{rule.after} [{rule.rule_id}]"] * len(rows_j))

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from . import spec, state
-from .errors import AimsError
+from .errors import AimsError, os_error_message
 from .io import atomic_write_text, list_bronze_tables, validate_table_name, write_parquet_atomic
 from .rules import load_rule_file
 from .settings import Settings
@@ -716,10 +716,25 @@ def _repair_one(
     )
     if not recovered or dry_run:
         return result
-    backup_dir.mkdir(parents=True, exist_ok=True)
     backup = backup_dir / path.name
-    shutil.copy2(path, backup)  # the original stays byte-identical in the backup
-    write_parquet_atomic(salvage.table, path)
+    try:
+        backup_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, backup)  # the original stays byte-identical in the backup
+    except OSError as exc:
+        raise RepairError(
+            table,
+            path,
+            f"cannot keep the original in {backup_dir}: {os_error_message(exc)}; nothing was "
+            "changed",
+            hint="repair needs write access to the Bronze folder (or free space); run "
+            "`python -m aims_nb_utils repair --dry-run` to see what would be recovered",
+        ) from None
+    try:
+        write_parquet_atomic(salvage.table, path)
+    except AimsError as exc:
+        raise RepairError(
+            table, path, f"cannot write the repaired file: {exc.message}", hint=exc.hint
+        ) from None
     result.backup = str(backup)
     return result
 
@@ -729,8 +744,10 @@ def repair_bronze(
 ) -> RepairRun:
     """Check every Bronze file (or ``tables``) and repair the unreadable ones in place.
 
-    Takes the lake lock so no ingestion reads a file while it is being replaced."""
-    from .ingestion import lake_lock
+    Takes the lake lock so no ingestion reads a file while it is being replaced. A file that can
+    be repaired but not written (read-only Bronze, full disk) is a :class:`RepairError` naming it;
+    nothing of it was changed."""
+    from .lake_lock import lake_lock
 
     bronze = Path(settings.paths.bronze)
     names = [validate_table_name(t) for t in tables] if tables else list_bronze_tables(bronze)

@@ -3,7 +3,11 @@
 Reports read what validation and ingestion recorded; they never validate. The numbers a data owner
 is judged on are computed here once, so notebook 03, the CLI and the HTML dashboard agree:
 
-* quality score and pass rate come from the table verdicts in ``validation_results.json``;
+* quality score comes from the table verdicts in ``validation_results.json``; the pass rate
+  counts a table as passing only when its verdict is PASSED *and* its latest load reached Silver
+  (read with :func:`aims_nb_utils.ingestion.history_rows`): a table whose load failed or was not
+  promoted counts against it, as does a table that errored in validation, so a lake where every
+  load failed cannot read "pass rate 100 %, targets met";
 * completeness is the share of non-null cells (``100 - mean null %`` over a table's columns, with
   the null placeholders counted as null), from the column metrics validation recorded for the run
   (every column with at least one rule);
@@ -47,6 +51,7 @@ SEVERITY_COLORS = {"critical": "#b71c1c", "high": "#e65100", "medium": "#f9a825"
 # of that load"; not_promoted (failed verdict, rows kept out of Silver) and error do not.
 LOAD_OK_STATUSES = frozenset({"loaded", "unchanged", "success"})
 LOAD_FAILED_STATUSES = {"not_promoted": "not promoted", "error": "load failed"}
+PHASE_COLORS = {"success": "#2e7d32", "failed": "#c62828", "skipped": "#757575"}
 
 
 class ResultsFileError(AimsError):
@@ -194,11 +199,42 @@ def column_completeness(db_path: str | Path, run_id: str | None) -> pd.DataFrame
     )
 
 
-def table_metrics(run: ValidationRun, completeness: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per table: verdict, scores, completeness and the dimension scores of the run.
+LOAD_COLUMNS = ["table_name", "load_status", "load_run_id", "load_ended_at", "load_error"]
+
+
+def load_outcomes(settings: Settings, tables: list[str] | set[str]) -> pd.DataFrame:
+    """The latest load attempt of each table (runs that found nothing to do left aside: Silver
+    then still holds what that attempt left), from the state DB's load history."""
+    from .ingestion import history_rows
+
+    rows = []
+    for table in sorted(tables):
+        last = history_rows(settings, limit=1, table=table)
+        if last:
+            rows.append(
+                {
+                    "table_name": table,
+                    "load_status": last[0]["status"],
+                    "load_run_id": last[0]["run"],
+                    "load_ended_at": last[0]["ended"] or None,
+                    "load_error": last[0]["error"] or None,
+                }
+            )
+    return pd.DataFrame(rows, columns=LOAD_COLUMNS)
+
+
+def table_metrics(
+    run: ValidationRun,
+    completeness: pd.DataFrame | None = None,
+    loads: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per table: verdict, scores, completeness, the dimension scores of the run and the
+    outcome of its latest load.
 
     ``completeness`` is cell completeness (see :func:`column_completeness`); an empty table has none
     (no cells), and ``completeness_rules`` keeps the separate score of the completeness rules.
+    ``loads`` (see :func:`load_outcomes`) adds the tables whose load failed without a verdict
+    (status ``NONE``): they count in the pass rate too.
     """
     rows = []
     for table, entry in sorted(run.tables.items()):
@@ -235,6 +271,13 @@ def table_metrics(run: ValidationRun, completeness: pd.DataFrame | None = None) 
         )
     )
     frame = frame.merge(comp, on="table_name", how="left")
+    loads = loads if loads is not None else pd.DataFrame(columns=LOAD_COLUMNS)
+    frame = frame.merge(loads, on="table_name", how="outer" if len(loads) else "left")
+    frame["status"] = frame["status"].fillna(NO_VERDICT)
+    frame["load_outcome"] = [_load_outcome(s) for s in frame["load_status"]]
+    frame["passing"] = frame["status"].eq("PASSED") & ~frame["load_outcome"].isin(
+        list(LOAD_FAILED_STATUSES.values())
+    )
     frame["completeness"] = pd.to_numeric(frame["completeness"], errors="coerce").astype("float64")
     empty = frame["row_count"].eq(0)
     frame.loc[empty, "completeness"] = np.nan
@@ -254,22 +297,57 @@ def table_metrics(run: ValidationRun, completeness: pd.DataFrame | None = None) 
         "critical_failed",
         "seconds",
         "reason",
+        "load_outcome",
+        "load_status",
+        "load_error",
+        "load_run_id",
+        "passing",
         "columns_measured",
         "completeness_run_id",
     ]
-    return frame.reindex(columns=order)
+    return frame.reindex(columns=order).sort_values("table_name", ignore_index=True)
+
+
+NO_VERDICT = "NONE"  # a table with a load attempt but no verdict in the results file
+
+
+def _load_outcome(status: Any) -> str:
+    """loaded / load failed / not promoted / never loaded / <other status>, for people."""
+    if not isinstance(status, str) or not status:
+        return "never loaded"
+    if status.lower() in LOAD_OK_STATUSES:
+        return "loaded"
+    if status.lower() == "failed":  # the legacy loaders' word for an error
+        return "load failed"
+    return LOAD_FAILED_STATUSES.get(status.lower(), status)
 
 
 def overall_metrics(tables: pd.DataFrame) -> dict[str, Any]:
     """Lake-wide figures; every mean gives each table the same weight, like the seed's averages.
 
-    Pass rate counts PASSED among tables with a verdict (PASSED, FAILED, ERROR): skipped tables
-    (empty exports, excluded tables) are neither good nor bad.
+    Pass rate: tables passing (verdict PASSED and the latest load reached Silver, or no load
+    attempted yet) among tables judged (a verdict PASSED, FAILED or ERROR, or a failed or
+    unpromoted load). A table errored in validation, or whose load failed or was not promoted,
+    counts against it; skipped tables (empty exports, excluded tables) are neither good nor bad.
     """
     status = tables["status"].astype(str)
     keys = {"PASSED": "passed", "FAILED": "failed", "SKIPPED": "skipped", "ERROR": "errors"}
     counts = {keys[s]: int(status.eq(s).sum()) for s in STATUSES}
-    judged = sum(counts[keys[s]] for s in JUDGED)
+    counts["no_verdict"] = int(status.eq(NO_VERDICT).sum())
+    outcome = (
+        tables["load_outcome"].astype(str)
+        if "load_outcome" in tables
+        else pd.Series("never loaded", index=tables.index)
+    )
+    blocked = outcome.isin(list(LOAD_FAILED_STATUSES.values()))
+    passing = status.eq("PASSED") & ~blocked
+    judged = int((status.isin(JUDGED) | blocked).sum())
+    loads = {
+        "loads_failed": int(outcome.eq("load failed").sum()),
+        "loads_not_promoted": int(outcome.eq("not promoted").sum()),
+        "loads_ok": int(outcome.eq("loaded").sum()),
+        "never_loaded": int(outcome.eq("never loaded").sum()),
+    }
     scored = tables[status.isin(["PASSED", "FAILED"])]
 
     def mean(frame: pd.DataFrame, column: str) -> float | None:
@@ -279,7 +357,10 @@ def overall_metrics(tables: pd.DataFrame) -> dict[str, Any]:
     return {
         "tables": int(len(tables)),
         **counts,
-        "pass_rate": 100.0 * counts["passed"] / judged if judged else None,
+        **loads,
+        "passing": int(passing.sum()),
+        "judged": judged,
+        "pass_rate": 100.0 * int(passing.sum()) / judged if judged else None,
         "avg_quality_score": mean(scored, "quality_score"),
         "avg_weighted_score": mean(scored, "weighted_score"),
         "completeness": mean(tables, "completeness"),
@@ -466,6 +547,43 @@ def freshness(
     )
 
 
+def pipeline_run(settings: Settings) -> dict[str, Any] | None:
+    """The latest orchestration run: its status and each phase's status with why (a skipped
+    phase's reason, a failed one's error), or None when no run log exists.
+
+    Gold and BI on a lake without the AIMS tables end *skipped* with a reason; the dashboard
+    shows that reason, so an absent star schema is never read as an empty one.
+    """
+    from .orchestration import PhaseResult, headline, latest_run_log, read_run_log
+
+    path = latest_run_log(settings)
+    if path is None:
+        return None
+    try:
+        log = read_run_log(path)
+        phases = [PhaseResult(**entry) for entry in log.get("phases") or []]
+    except (OSError, ValueError, TypeError) as exc:
+        return {"path": str(path), "problem": f"cannot read the run log: {exc}", "phases": []}
+    rows = [
+        {
+            "phase": p.phase,
+            "status": p.status,
+            "seconds": p.duration_seconds,
+            "details": headline(p.metrics) if p.status == "success" else p.error_line(),
+        }
+        for p in phases
+    ]
+    return {
+        "path": str(path),
+        "run_id": log.get("run_id"),
+        "status": log.get("status"),
+        "start_time": log.get("start_time"),
+        "end_time": log.get("end_time"),
+        "phases": rows,
+        "problem": None,
+    }
+
+
 # --- the report ---------------------------------------------------------------------------------
 
 
@@ -486,6 +604,7 @@ class MonitoringReport:
     history: insights.History | None = None
     notes: list[str] = field(default_factory=list)
     max_age_hours: float = 24.0
+    pipeline: dict[str, Any] | None = None
 
     def metrics(self) -> dict[str, Any]:
         """Key figures for the run log (record_phase_metrics)."""
@@ -499,6 +618,9 @@ class MonitoringReport:
             "validity": self.overall["validity"],
             "consistency": self.overall["consistency"],
             "failed_rules": self.overall["failed_rules"],
+            "tables_errored": self.overall["errors"],
+            "loads_failed": self.overall["loads_failed"],
+            "loads_not_promoted": self.overall["loads_not_promoted"],
             "targets_met": int(met.eq(True).sum()),
             "targets_missed": int(met.eq(False).sum()),
             "tables_not_fresh": int((~self.freshness["status"].eq("fresh")).sum()),
@@ -518,9 +640,26 @@ def build_monitoring_report(
     targets = targets or Targets()
     run = load_results(settings)
     completeness = column_completeness(settings.paths.state_db, run.run_id)
-    tables = table_metrics(run, completeness)
+    try:
+        bronze = set(list_bronze_tables(settings.paths.bronze))
+    except AimsError:  # a badly named file: the verdicts still name their tables
+        bronze = set()
+    loads = load_outcomes(settings, set(run.tables) | bronze)
+    tables = table_metrics(run, completeness, loads)
     overall = overall_metrics(tables)
     notes = []
+    blocked = tables[tables["load_outcome"].isin(list(LOAD_FAILED_STATUSES.values()))]
+    if len(blocked):
+        notes.append(
+            f"{len(blocked)} table(s) did not reach Silver in their latest load and count against "
+            "the pass rate: "
+            + ", ".join(
+                f"{t} ({o})"
+                for t, o in list(zip(blocked["table_name"], blocked["load_outcome"], strict=True))[
+                    :10
+                ]
+            )
+        )
     if run.run_id and not completeness.empty:
         other = completeness[completeness["completeness_run_id"] != run.run_id]
         if len(other):
@@ -557,6 +696,7 @@ def build_monitoring_report(
         history=history,
         notes=notes,
         max_age_hours=max_age_hours,
+        pipeline=pipeline_run(settings),
     )
 
 
@@ -861,6 +1001,32 @@ def _figure_html(section: str, fig: go.Figure | str) -> str:
     )
 
 
+def _pipeline_html(pipeline: dict[str, Any] | None) -> str:
+    """The latest run's phases: status and why (skip reason, error), coloured by status."""
+    if pipeline is None:
+        return '<p class="note" id="pipeline-none">no orchestration run log yet</p>'
+    if pipeline.get("problem"):
+        return f'<p class="note" id="pipeline-none">{html.escape(pipeline["problem"])}</p>'
+    rows = "".join(
+        f'<tr data-phase="{html.escape(str(r["phase"]))}" data-status="{html.escape(str(r["status"]))}">'
+        f'<td>{html.escape(str(r["phase"]))}</td>'
+        f'<td style="color:{PHASE_COLORS.get(str(r["status"]), "#1565c0")}"><b>'
+        f'{html.escape(str(r["status"]))}</b></td>'
+        f'<td>{html.escape(str(r["details"] or ""))}</td></tr>'
+        for r in pipeline["phases"]
+    )
+    skipped = sum(1 for r in pipeline["phases"] if r["status"] == "skipped")
+    title = (
+        f'<p id="pipeline-status">run {html.escape(str(pipeline["run_id"]))} started '
+        f'{html.escape(str(pipeline["start_time"]))}: <b>{html.escape(str(pipeline["status"]))}'
+        f"</b>{f' ({skipped} phase(s) skipped, reasons below)' if skipped else ''}</p>"
+    )
+    return (
+        title + '<table class="dq" id="pipeline-phases"><tr><th>phase</th><th>status</th>'
+        f"<th>details (why, for a phase that did not succeed)</th></tr>{rows}</table>"
+    )
+
+
 def render_dashboard(report: MonitoringReport, generated_at: str | None = None) -> str:
     """The dashboard as one HTML document with plotly.js inline (no network needed to open it)."""
     from plotly.offline import get_plotlyjs
@@ -868,14 +1034,31 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
     figures = monitoring_figures(report)
     o = report.overall
     run = report.run
+    met = report.targets["met"]
     cards = [
         (
             "Tables",
             f"{o['tables']}",
             f"{o['passed']} passed · {o['failed']} failed · "
-            f"{o['errors']} error · {o['skipped']} skipped",
+            f"{o['errors']} error · {o['skipped']} skipped"
+            + (f" · {o['no_verdict']} without a verdict" if o["no_verdict"] else ""),
         ),
-        ("Pass rate", _fmt(o["pass_rate"]), "of tables with a verdict"),
+        (
+            "Loads",
+            f"{o['loads_ok']} loaded",
+            f"{o['loads_failed']} failed · {o['loads_not_promoted']} not promoted · "
+            f"{o['never_loaded']} never loaded",
+        ),
+        (
+            "Pass rate",
+            _fmt(o["pass_rate"]),
+            f"{o['passing']} of {o['judged']} tables passed and reached Silver",
+        ),
+        (
+            "Targets",
+            f"{int(met.eq(True).sum())} of {len(met)} met",
+            f"{int(met.eq(False).sum())} missed · {int(met.isna().sum())} no data",
+        ),
         ("Avg quality score", _fmt(o["avg_quality_score"]), "% of rules passed"),
         ("Completeness", _fmt(o["completeness"]), "non-null cells"),
         ("Validity", _fmt(o["validity"]), "validity rules"),
@@ -883,7 +1066,8 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
         ("Failed rules", f"{o['failed_rules']:,}", f"{o['critical_failed_rules']} critical"),
     ]
     card_html = "".join(
-        f'<div class="card"><div class="v">{html.escape(v)}</div><div class="l">'
+        f'<div class="card" id="card-{label.lower().replace(" ", "-")}"><div class="v">'
+        f'{html.escape(v)}</div><div class="l">'
         f"{html.escape(label)}<br>{html.escape(sub)}</div></div>"
         for label, v, sub in cards
     )
@@ -895,6 +1079,7 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
         for r in report.targets.itertuples()
     )
     sections = [
+        ("Pipeline run", _pipeline_html(report.pipeline)),
         (
             "Targets",
             f'<div class="cards">{verdicts}</div>' + _figure_html("targets", figures["targets"]),
@@ -985,6 +1170,8 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
         "rules_failed",
         "critical_failed",
         "reason",
+        "load_outcome",
+        "load_error",
     ]
     sections.append(("Tables", _table_html(report.tables[table_cols])))
     notes_html = "".join(f'<p class="note">{html.escape(n)}</p>' for n in report.notes)

@@ -37,7 +37,17 @@ COLUMN_MAP_EXPECTATIONS = {
     "expect_column_values_to_match_regex": "validity",
     "expect_column_values_to_be_between": "validity",
 }
-SUPPORTED_EXPECTATIONS = {**TABLE_EXPECTATIONS, **COLUMN_MAP_EXPECTATIONS}
+# Rules over several columns of one row (a composite key): kwargs ``column_list``.
+MULTICOLUMN_EXPECTATIONS = {
+    "expect_compound_columns_to_be_unique": "uniqueness",
+}
+SUPPORTED_EXPECTATIONS = {
+    **TABLE_EXPECTATIONS,
+    **COLUMN_MAP_EXPECTATIONS,
+    **MULTICOLUMN_EXPECTATIONS,
+}
+# Silver kinds a person may declare for a column (rule file ``types:``, see RuleFile.types).
+TYPE_KINDS = ("integer", "decimal", "date", "boolean", "string")
 DIMENSIONS = ("completeness", "uniqueness", "validity", "consistency", "integrity")
 
 # libyaml's C loader/dumper when present (8x faster on 68 files), same safe schema either way.
@@ -59,6 +69,14 @@ class Expectation:
     @property
     def column(self) -> str | None:
         return self.kwargs.get("column")
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns the rule reads: ``column_list`` of a multicolumn rule, else [column]."""
+        listed = self.kwargs.get("column_list")
+        if isinstance(listed, (list, tuple)):
+            return [str(c) for c in listed]
+        return [self.column] if self.column else []
 
     @property
     def severity(self) -> str:
@@ -83,12 +101,20 @@ class Expectation:
 
     @property
     def is_row_level(self) -> bool:
+        """A rule on one column whose unexpected rows can be listed (compound rules are row rules
+        too, see :attr:`is_multicolumn`, but they have no single column)."""
         return self.expectation_type in COLUMN_MAP_EXPECTATIONS
+
+    @property
+    def is_multicolumn(self) -> bool:
+        return self.expectation_type in MULTICOLUMN_EXPECTATIONS
 
     @property
     def quarantines_rows(self) -> bool:
         """Whether a row breaking this rule is quarantined (legacy rules: yes, they are strict)."""
-        return self.is_row_level and bool(self.meta.get("quarantine", True))
+        return (self.is_row_level or self.is_multicolumn) and bool(
+            self.meta.get("quarantine", True)
+        )
 
     @property
     def is_generated(self) -> bool:
@@ -96,7 +122,10 @@ class Expectation:
 
     @property
     def rule_id(self) -> str:
-        """Stable, human-readable id: '<expectation_type>(<column>)'."""
+        """Stable, human-readable id: '<expectation_type>(<column>)', or with every column of a
+        multicolumn rule: 'expect_compound_columns_to_be_unique(a, b)'."""
+        if self.is_multicolumn and self.columns:
+            return f"{self.expectation_type}({', '.join(self.columns)})"
         return f"{self.expectation_type}({self.column})" if self.column else self.expectation_type
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +154,10 @@ class RuleFile:
     # table's row identity for incremental loads. Written by profiling or by a person; legacy
     # files have none (the entry is left out when empty, so they save back unchanged).
     keys: list[list[str]] = field(default_factory=list)
+    # A person's explicit Silver type per column (top-level ``types: {column: kind}``, kinds in
+    # TYPE_KINDS): wins over the source type and over inference (``silver-schema`` says
+    # "override"). Left out when empty.
+    types: dict[str, str] = field(default_factory=dict)
 
     @property
     def is_empty_table(self) -> bool:
@@ -165,6 +198,8 @@ class RuleFile:
         }
         if self.keys:
             out["keys"] = [list(key) for key in self.keys]
+        if self.types:
+            out["types"] = dict(self.types)
         out.update(self.extra)
         out["expectations"] = [e.to_dict() for e in self.expectations]
         return out
@@ -246,6 +281,19 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         if etype in COLUMN_MAP_EXPECTATIONS or etype == "expect_column_to_exist":
             if not kwargs.get("column"):
                 raise RuleFileError(path, f"{where} ({etype}) has no kwargs.column")
+        if etype in MULTICOLUMN_EXPECTATIONS:
+            listed = kwargs.get("column_list")
+            if (
+                not isinstance(listed, list)
+                or not listed
+                or not all(isinstance(c, str) and c for c in listed)
+                or len(set(listed)) != len(listed)
+            ):
+                raise RuleFileError(
+                    path,
+                    f"{where} ({etype}): kwargs.column_list must be a list of distinct column names",
+                    hint="e.g. column_list: [l_orderkey, l_linenumber]",
+                )
         severity = str(meta.get("severity", "medium")).lower()
         if severity not in SEVERITIES:
             raise RuleFileError(
@@ -277,6 +325,15 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         raise RuleFileError(
             path, str(exc), hint="write keys: [[col_a, col_b], [col_c]] (first = row identity)"
         ) from None
+    types_raw = raw.pop("types", None) or {}
+    if not isinstance(types_raw, dict) or not all(
+        isinstance(c, str) and v in TYPE_KINDS for c, v in types_raw.items()
+    ):
+        raise RuleFileError(
+            path,
+            f"types must map column -> one of {', '.join(TYPE_KINDS)}, not {types_raw!r}",
+            hint="e.g. types: {o_orderdate: date, o_comment: string}",
+        )
     return RuleFile(
         table=table or table_from_rule_path(path),
         expectations=expectations,
@@ -288,6 +345,7 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
         extra=raw,
         path=path,
         keys=keys,
+        types={str(c): str(v) for c, v in types_raw.items()},
     )
 
 
@@ -396,7 +454,8 @@ def adjust_thresholds_text(text: str, new_values: dict[str, float]) -> str:
 TYPE_PATTERNS: dict[str, str] = {
     "integer": r"^-?[0-9]+(\.0+)?$",
     "decimal": r"^-?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+)?$",
-    "date": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?)?$",
+    # a time may end in a UTC offset ('Z', '+02:00', '-0500', '+02'), optionally after a space
+    "date": r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])([ T]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]+)?)?( ?(Z|[+-]([01][0-9]|2[0-3])(:?[0-5][0-9])?))?)?$",
     "boolean": r"^(0|-1|1|0\.0|-1\.0|1\.0|Yes|No|YES|NO|yes|no|True|False|true|false)$",
 }
 TRUE_STRINGS = frozenset({"-1", "1", "-1.0", "1.0", "Yes", "YES", "yes", "True", "true"})

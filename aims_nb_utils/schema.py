@@ -9,8 +9,9 @@ shared columns in a different order; harmless for ingestion, which selects by na
 :func:`validate_source` is ``python -m aims_nb_utils validate-source``: per Bronze file, readable or
 not (every row group is decoded unless ``quick``), rows, size, and the comparison with its rule
 file. A table *cannot be ingested* when its file is unreadable or missing, when it lacks a
-required column (the key ``ID`` and any column with a critical not-null rule), or when it drifted
-and its drift policy is ``fail``.
+required column (the columns of its key, as ingestion resolves it: ``table_keys`` in the
+settings, else the rule file's ``keys:``; and any column with a critical not-null rule), or when
+it drifted and its drift policy is ``fail``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from .rules import RULE_FILE_SUFFIX, RuleFile, load_rule_file
 from .settings import Settings
 
 RENAME_SIMILARITY = 0.8
-KEY_COLUMN = "ID"
 
 
 @dataclass(frozen=True)
@@ -133,10 +133,45 @@ def compare_schema(
     )
 
 
-def required_columns(rule_file: RuleFile) -> list[str]:
-    """Columns a drop cannot be ingested without: the key and critical not-null columns."""
-    expected = rule_file.columns()
-    required = [KEY_COLUMN] if KEY_COLUMN in expected else []
+@dataclass(frozen=True)
+class ResolvedKey:
+    """A table's row identity: its columns ([] = no key), where it was declared, and the key
+    columns the Bronze file lacks."""
+
+    columns: tuple[str, ...]
+    source: str
+    missing: tuple[str, ...] = ()
+
+
+def resolve_key(
+    settings: Settings, table: str, rule_file: RuleFile | None, columns: Sequence[str]
+) -> ResolvedKey:
+    """The row identity of a table: ``table_keys`` in the settings, else the rule file's first
+    ``keys:`` entry (a person's or the profiler's), else the published spec's one id column (the
+    AIMS tables; a declaration, not a guess from a name), else none (the table is a snapshot)."""
+    from . import spec
+
+    declared = settings.keys_for(table)
+    if declared:
+        key, source = declared[0], f"table_keys.{table} in the settings"
+    elif rule_file is not None and rule_file.keys:
+        key, source = rule_file.keys[0], "keys: in the rule file"
+    else:
+        table_spec = spec.get_table(table)
+        ids = [c.name for c in table_spec.columns if c.kind == "id"] if table_spec else []
+        if len(ids) == 1 and ids[0] in set(columns):
+            return ResolvedKey(tuple(ids), "the published spec's id column")
+        return ResolvedKey((), "none: Silver is a snapshot of Bronze, rows matched by content")
+    present = set(columns)
+    return ResolvedKey(tuple(key), source, tuple(c for c in key if c not in present))
+
+
+def required_columns(rule_file: RuleFile, key: Sequence[str] | None = None) -> list[str]:
+    """Columns a drop cannot be ingested without: the key (``key``, else the rule file's first
+    ``keys:`` entry) and critical not-null columns."""
+    if key is None:
+        key = rule_file.keys[0] if rule_file.keys else []
+    required = list(dict.fromkeys(key))
     for exp in rule_file.expectations:
         if (
             exp.expectation_type == "expect_column_values_to_not_be_null"
@@ -254,7 +289,10 @@ def check_source(settings: Settings, table: str, deep: bool = True) -> SourceChe
     expected = rule_file.columns()
     if expected:
         check.comparison = compare_schema(columns, expected)
-        check.required_missing = tuple(c for c in required_columns(rule_file) if c not in columns)
+        key = resolve_key(settings, table, rule_file, columns)
+        check.required_missing = tuple(
+            c for c in required_columns(rule_file, key.columns) if c not in columns
+        )
     return check
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from .environment import RuntimeEnvironment, detect_environment
-from .errors import SettingsError
+from .errors import SettingsError, SettingsWarning
 
 STORAGE_FORMATS = ("parquet", "delta")
 FAILED_TABLE_POLICIES = ("quarantine_all", "keep_previous")
@@ -86,7 +86,27 @@ KEYS: dict[str, _Key] = {
     "notebook_timeout_seconds": _Key(
         "int", 3600, "per-notebook timeout (papermill/Fabric)", minimum=1
     ),
+    "delta_retention_hours": _Key(
+        "float",
+        1.0,
+        "Delta only: data files a table no longer uses are vacuumed after each write once they"
+        " are this old (readers of an older version keep it this long)",
+        minimum=0,
+    ),
 }
+
+# AIMS_* variables that are not settings but are read by the platform (or its tests).
+OTHER_VARIABLES = frozenset(
+    {
+        "AIMS_HOME",
+        "AIMS_CONFIG",
+        "AIMS_ENVIRONMENT",
+        "AIMS_LAKEHOUSE_ROOT",
+        "AIMS_NOTEBOOKS_DIR",
+        "AIMS_FAULT_POINT",
+        "AIMS_FAULT_MARKER",
+    }
+)
 
 PATH_KEYS = ("bronze", "silver", "gold", "quarantine", "state", "config", "outputs")
 
@@ -217,6 +237,8 @@ def _coerce(key: str, raw: Any, source: str) -> Any:
                 raise SettingsError(key, raw, source, "expected a number") from None
         if not isinstance(raw, (int, float)):
             raise SettingsError(key, raw, source, "expected a number")
+        if spec.minimum is not None and raw < spec.minimum:
+            raise SettingsError(key, raw, source, f"must be at least {spec.minimum:g}")
         if kind == "percent" and not 0 <= raw <= 100:
             raise SettingsError(key, raw, source, "must be a percentage between 0 and 100")
         if spec.refuse_fractions and 0 < raw < 1:
@@ -385,6 +407,7 @@ def load_settings(
             sources[key] = str(yaml_path)
 
     # Layer 3: environment variables
+    _warn_unknown_variables(env)
     for key in KEYS:
         var = f"AIMS_{key.upper()}"
         if var in env:
@@ -422,6 +445,33 @@ def load_settings(
     return Settings(
         values=values, paths=Paths(home=runtime.home, **paths), environment=runtime, sources=sources
     )
+
+
+def unknown_variables(env: Mapping[str, str]) -> dict[str, str | None]:
+    """AIMS_* variables that no setting, path or other part of the platform reads, each with the
+    known variable it most resembles (None when nothing is close)."""
+    import difflib
+
+    known = {f"AIMS_{k.upper()}" for k in KEYS} | {f"AIMS_{k.upper()}_DIR" for k in PATH_KEYS}
+    known |= OTHER_VARIABLES
+    return {
+        name: next(iter(difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)), None)
+        for name in sorted(env)
+        if name.startswith("AIMS_") and name not in known
+    }
+
+
+def _warn_unknown_variables(env: Mapping[str, str]) -> None:
+    import warnings
+
+    for name, close in unknown_variables(env).items():
+        guess = f"; did you mean {close}?" if close else ""
+        warnings.warn(
+            f"environment variable {name} looks like a setting but is not one, so it is "
+            f"ignored{guess} (`python -m aims_nb_utils settings` lists them)",
+            SettingsWarning,
+            stacklevel=3,
+        )
 
 
 def _resolve_path(raw: Any, home: Path) -> Path:

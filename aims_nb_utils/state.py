@@ -2,6 +2,8 @@
 
 SQLite from the standard library is enough for one lake and keeps state inspectable with any
 SQLite browser. Every write happens in a transaction, so a killed run leaves the previous state.
+A database that cannot be written (full disk, read-only folder, locked too long, corrupt) is a
+:class:`StateError` naming the file and what to do, never a bare ``sqlite3`` traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +15,44 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from .errors import AimsError, DiskFullError, ReadOnlyError
+
+
+class StateError(AimsError):
+    """The state database cannot be opened, read or written."""
+
+    def __init__(self, path: Path | str, problem: str, hint: str | None = None) -> None:
+        self.path = str(path)
+        super().__init__(f"state database {path}: {problem}", hint=hint)
+
+
+def state_error(exc: sqlite3.Error, path: Path | str, doing: str = "update it") -> AimsError:
+    """The AimsError a user should see for a sqlite3 failure on the state database."""
+    text = str(exc)
+    lowered = text.lower()
+    if "disk is full" in lowered or ("disk i/o error" in lowered and _disk_full(path)):
+        return DiskFullError(path, f"{doing} in the state database")
+    if "readonly" in lowered or "read-only" in lowered or "unable to open" in lowered:
+        return ReadOnlyError(path, f"{doing} in the state database")
+    if "locked" in lowered:
+        return StateError(
+            path, f"{text} (another process kept it busy)", hint="wait for it and rerun"
+        )
+    if "malformed" in lowered or "not a database" in lowered:
+        return StateError(
+            path,
+            text,
+            hint="move the file aside and rerun: loads then start afresh from Bronze",
+        )
+    return StateError(path, f"cannot {doing}: {text}")
+
+
+def _disk_full(path: Path | str) -> bool:
+    from .errors import free_bytes
+
+    free = free_bytes(path)
+    return free is not None and free < 2**20
 
 
 def new_run_id() -> str:
@@ -98,17 +138,32 @@ CREATE INDEX IF NOT EXISTS table_metrics_table ON table_metrics (table_name, run
 @contextmanager
 def connect(db_path: str | Path) -> Iterator[sqlite3.Connection]:
     """Open the state database (creating it and its schema), commit on success, roll back on error."""
+    from .errors import os_error_as_aims
+
     db_path = Path(db_path)
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(db_path, timeout=60)
+    try:
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(db_path, timeout=60)
+    except OSError as exc:
+        raise os_error_as_aims(exc, db_path, "open the state database") from None
+    except sqlite3.Error as exc:
+        raise state_error(exc, db_path, "open it") from None
     conn.row_factory = sqlite3.Row
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.executescript(SCHEMA)
-        yield conn
-        conn.commit()
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(SCHEMA)
+            yield conn
+            conn.commit()
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.DatabaseError as exc:  # full, read-only, locked, corrupt: say which
+            raise state_error(exc, db_path) from None
     except BaseException:
-        conn.rollback()
+        try:
+            conn.rollback()
+        except sqlite3.Error:
+            pass
         raise
     finally:
         conn.close()

@@ -14,6 +14,28 @@ Layout, by ``settings.storage_format``:
   ``DeltaTable.vacuum`` removes. Streams are staged in a parquet file under ``<state>/staging`` first
   so one pass over Bronze can feed Silver and quarantine at once.
 
+**One table, one unit.** Ingestion publishes a table's Silver, its quarantine and its state-DB record
+together (:func:`publish_unit`): both writers are *staged* (closed and fsynced, nothing visible),
+then a manifest ``<state>/publish/<table>.json`` naming the staged files, their targets and the SQL
+of the state record is written atomically. That write is the commit point. Then each staged file
+is installed (rename, or one Delta commit from the staged file, which is then deleted), the SQL runs
+in one transaction and the manifest is deleted. Readers honour a pending manifest: while it exists,
+:func:`read_table` and friends read a layer's *staged* file when it is still there (the new
+version) and the target otherwise (already installed, also the new version), so from the commit
+point on every reader sees the new Silver and quarantine, and before it the previous ones, never
+one of each. A run killed after the commit point is finished by the next run, under the lake lock,
+before anything else (:func:`recover_publishes`, called by :func:`clean_staging`): installing is
+idempotent (a rename whose source is gone was done; a Delta overwrite from the same file gives the
+same table) and the SQL is ``INSERT OR REPLACE``/``UPDATE`` by key. Killed before it, the staged
+files are leftovers that :func:`clean_staging` deletes and the previous version stands.
+
+A Delta folder counts as a table only once it has a commit in ``_delta_log``: a first commit killed
+half-way leaves a folder that is neither listed nor read (and the next write starts it afresh).
+After every Delta write, files no longer referenced and older than ``delta_retention_hours`` are
+vacuumed, so a reload does not double the table's size on disk. Writes that meet a full disk or a
+read-only folder raise :class:`aims_nb_utils.errors.DiskFullError` / ``ReadOnlyError`` naming the
+table and path; a Delta failure is reported as one line (deltalake's Rust panics included).
+
 In Fabric the settings put silver and gold on the lakehouse ``Tables/`` root and default to delta, so
 every Silver and Gold table is a managed table the lakehouse lists; quarantine stays under ``Files/``.
 Silver and Gold then share one folder: Gold names (FACT_/DIM_) keep them apart.
@@ -21,18 +43,37 @@ Silver and Gold then share one folder: Gold names (FACT_/DIM_) keep them apart.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import AimsError, OptionalDependencyError
-from .io import TEMP_MARKER, atomic_path, remove_stale_temp_files, validate_table_name
+from .errors import (
+    AimsError,
+    DiskFullError,
+    OptionalDependencyError,
+    ReadOnlyError,
+    free_bytes,
+    os_error_as_aims,
+)
+from .io import (
+    TEMP_MARKER,
+    atomic_path,
+    atomic_write_text,
+    remove_stale_temp_files,
+    temp_prefix,
+    validate_table_name,
+)
+from .lake_lock import check_run_lock, fault_point
 from .settings import Settings
 
 LAYERS = ("silver", "gold", "quarantine")
@@ -41,6 +82,9 @@ PARQUET_SUFFIX = ".parquet"
 # from becoming thousands of tiny row groups, and memory bounded for Silver.
 ROW_GROUP_ROWS = 262_144
 STAGING_FOLDER = "staging"
+PUBLISH_FOLDER = "publish"
+_COMMIT_FILE = re.compile(r"^\d{20}\.(json|checkpoint\.parquet)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class StorageError(AimsError):
@@ -86,10 +130,17 @@ def _deltalake():  # noqa: ANN202 - module object
 
 
 def _is_delta(path: Path) -> bool:
-    return (path / "_delta_log").is_dir()
+    """A Delta table with at least one commit (see the module doc)."""
+    log = path / "_delta_log"
+    try:
+        return any(_COMMIT_FILE.match(entry.name) for entry in os.scandir(log))
+    except (FileNotFoundError, NotADirectoryError):
+        return False
 
 
 def table_exists(settings: Settings, layer: str, table: str) -> bool:
+    if _pending_file(settings, layer, table) is not None:
+        return True
     path = table_path(settings, layer, table)
     if settings.storage_format == "delta":
         return _is_delta(path)
@@ -99,9 +150,9 @@ def table_exists(settings: Settings, layer: str, table: str) -> bool:
 def list_tables(settings: Settings, layer: str) -> list[str]:
     """Tables of a layer in the current storage format, sorted (temporary files excluded)."""
     root = layer_root(settings, layer)
+    names = [t for t in _pending_tables(settings) if _pending_file(settings, layer, t)]
     if not root.is_dir():
-        return []
-    names = []
+        return sorted(set(names))
     for path in sorted(root.iterdir()):
         if path.name.startswith((".", "_")):
             continue
@@ -110,7 +161,7 @@ def list_tables(settings: Settings, layer: str) -> list[str]:
                 names.append(path.name)
         elif path.is_file() and path.suffix == PARQUET_SUFFIX and TEMP_MARKER not in path.name:
             names.append(path.stem)
-    return names
+    return sorted(set(names))
 
 
 def _missing(layer: str, table: str, path: Path) -> StorageError:
@@ -128,17 +179,26 @@ def _missing(layer: str, table: str, path: Path) -> StorageError:
 
 
 def _dataset(settings: Settings, layer: str, table: str):  # noqa: ANN202 - pyarrow dataset
-    path = table_path(settings, layer, table)
-    if not table_exists(settings, layer, table):
-        raise _missing(layer, table, path)
-    try:
-        if settings.storage_format == "delta":
-            return _deltalake().DeltaTable(str(path)).to_pyarrow_dataset()
-        import pyarrow.dataset as ds
+    import pyarrow.dataset as ds
 
-        return ds.dataset(path, format="parquet")
-    except Exception as exc:  # noqa: BLE001 - pyarrow and deltalake raise their own types
-        raise StorageError(layer, table, path, f"cannot be read: {exc}") from None
+    path = table_path(settings, layer, table)
+    for _attempt in range(3):  # a publish may install the staged file while we open it
+        staged = _pending_file(settings, layer, table)
+        try:
+            if staged is not None:  # committed, not installed yet: the new version is here
+                return ds.dataset(staged, format="parquet")
+            if not table_exists(settings, layer, table):
+                raise _missing(layer, table, path)
+            if settings.storage_format == "delta":
+                return _deltalake().DeltaTable(str(path)).to_pyarrow_dataset()
+            return ds.dataset(path, format="parquet")
+        except FileNotFoundError:
+            continue
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - pyarrow and deltalake raise their own types
+            raise StorageError(layer, table, path, f"cannot be read: {_one_line(exc)}") from None
+    raise StorageError(layer, table, path, "kept changing while being opened", hint="retry")
 
 
 def read_table(
@@ -209,19 +269,25 @@ class TableWriter:
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0
         self._done = False
-        if settings.storage_format == "delta":
-            staging = Path(settings.paths.state) / STAGING_FOLDER
-            staging.mkdir(parents=True, exist_ok=True)
-            prefix = f".{layer}.{table}{PARQUET_SUFFIX}{TEMP_MARKER}"
-            fd, name = tempfile.mkstemp(prefix=prefix, dir=staging)
-        else:
-            self.target.parent.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(
-                prefix=f".{self.target.name}{TEMP_MARKER}", dir=self.target.parent
-            )
-        os.close(fd)
-        self._tmp = Path(name)
-        self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        try:
+            if settings.storage_format == "delta":
+                staging = Path(settings.paths.state) / STAGING_FOLDER
+                staging.mkdir(parents=True, exist_ok=True)
+                prefix = temp_prefix(f"{layer}.{table}{PARQUET_SUFFIX}")
+                fd, name = tempfile.mkstemp(prefix=prefix, dir=staging)
+            else:
+                self.target.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(
+                    prefix=temp_prefix(self.target.name), dir=self.target.parent
+                )
+            os.close(fd)
+            self._tmp = Path(name)
+            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+        except OSError as exc:
+            raise self._os_error(exc) from None
+
+    def _os_error(self, exc: OSError) -> AimsError:
+        return os_error_as_aims(exc, self.target, f"write {self.layer} table {self.table}")
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         """Append rows (cast to the writer's schema; a mismatch names the table)."""
@@ -241,15 +307,18 @@ class TableWriter:
         self._buffered += data.num_rows
         self.rows += data.num_rows
         if self._buffered >= ROW_GROUP_ROWS:
-            self._flush()
+            try:
+                self._flush()
+            except OSError as exc:
+                raise self._os_error(exc) from None
 
     def _flush(self) -> None:
         if self._buffer:
             self._writer.write_table(pa.Table.from_batches(self._buffer, schema=self.schema))
         self._buffer, self._buffered = [], 0
 
-    def commit(self) -> Path:
-        """Publish: rename over the parquet file, or commit one Delta transaction."""
+    def stage(self) -> StagedTable:
+        """Close and fsync the rows written, publish nothing: :func:`publish_unit` installs them."""
         if self._done:
             raise StorageError(self.layer, self.table, self.target, "writer is already closed")
         try:
@@ -257,15 +326,22 @@ class TableWriter:
             self._writer.close()
             with open(self._tmp, "rb") as handle:
                 os.fsync(handle.fileno())
-            if self.settings.storage_format == "delta":
-                _write_delta(self.target, pq.ParquetFile(self._tmp).iter_batches(), self.schema)
-                self._tmp.unlink()
-            else:
-                os.replace(self._tmp, self.target)
-        except BaseException:
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, OSError):
+                raise self._os_error(exc) from None
             raise
         self._done = True
+        return StagedTable(self.layer, self.table, str(self._tmp), str(self.target))
+
+    def commit(self) -> Path:
+        """Publish this table alone: rename over the parquet file, or one Delta transaction."""
+        staged = self.stage()
+        try:
+            _install(self.settings, staged)
+        except BaseException:
+            Path(staged.staged).unlink(missing_ok=True)
+            raise
         return self.target
 
     def abort(self) -> None:
@@ -291,11 +367,236 @@ class TableWriter:
             self.abort()
 
 
-def _write_delta(path: Path, batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> None:
+def _one_line(exc: BaseException) -> str:
+    """An exception as one readable line (deltalake's Rust panics carry ANSI codes and a trace)."""
+    text = _ANSI.sub("", str(exc)).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _delta_failure(
+    exc: BaseException, settings: Settings, layer: str, table: str, path: Path
+) -> AimsError:
+    """The AimsError for a failed Delta write: a full disk named as such, else one clean line."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return os_error_as_aims(exc, path, f"write {layer} table {table}")
+    message = _one_line(exc)
+    lowered = message.lower()
+    free = free_bytes(path)
+    if (
+        "no space left" in lowered
+        or "os error 28" in lowered
+        or (free is not None and free < 2**20)
+    ):
+        return DiskFullError(path, f"write {layer} table {table}")
+    if "read-only" in lowered or "permission denied" in lowered or "os error 13" in lowered:
+        return ReadOnlyError(path, f"write {layer} table {table}")
+    return StorageError(
+        layer, table, path, f"Delta write failed: {message}", hint="the previous version was kept"
+    )
+
+
+def _delta_call(settings: Settings, layer: str, table: str, path: Path, call: Any) -> Any:
+    """Run a deltalake call, turning any failure (a Rust panic is a BaseException) into words."""
+    try:
+        return call()
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - pyo3 PanicException derives from BaseException
+        raise _delta_failure(exc, settings, layer, table, path) from None
+
+
+def _vacuum(settings: Settings, layer: str, table: str, path: Path) -> None:
+    """Remove data files the current version no longer needs (see the module doc)."""
+    hours = float(settings.values.get("delta_retention_hours", 168.0))
+    deltalake = _deltalake()
+    try:
+        deltalake.DeltaTable(str(path)).vacuum(
+            retention_hours=int(hours),
+            dry_run=False,
+            enforce_retention_duration=False,
+            full=True,
+        )
+    except Exception:  # noqa: BLE001 - vacuum is housekeeping: the write itself succeeded
+        pass
+
+
+def _fresh_delta_folder(path: Path) -> None:
+    """A folder with a _delta_log but no commit is a first write that was killed: start afresh."""
+    if path.is_dir() and not _is_delta(path):
+        shutil.rmtree(path)
+
+
+def _write_delta(
+    path: Path,
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    settings: Settings | None = None,
+    layer: str = "silver",
+    table: str = "-",
+) -> None:
     deltalake = _deltalake()
     path.parent.mkdir(parents=True, exist_ok=True)
+    _fresh_delta_folder(path)
     reader = pa.RecordBatchReader.from_batches(schema, batches)
-    deltalake.write_deltalake(str(path), reader, mode="overwrite", schema_mode="overwrite")
+    _delta_call(
+        settings,
+        layer,
+        table,
+        path,
+        lambda: deltalake.write_deltalake(
+            str(path), reader, mode="overwrite", schema_mode="overwrite"
+        ),
+    )
+    if settings is not None:
+        _vacuum(settings, layer, table, path)
+
+
+# --- publishing a table as one unit -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """A layer's new version of a table, written and fsynced but not visible yet."""
+
+    layer: str
+    table: str
+    staged: str  # the staged parquet file
+    target: str  # where it is installed
+
+
+def _publish_dir(settings: Settings) -> Path:
+    return Path(settings.paths.state) / PUBLISH_FOLDER
+
+
+def _manifest_path(settings: Settings, table: str) -> Path:
+    return _publish_dir(settings) / f"{validate_table_name(table)}.json"
+
+
+def _read_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        document = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _pending_tables(settings: Settings) -> list[str]:
+    folder = _publish_dir(settings)
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.glob("*.json") if not p.name.startswith("."))
+
+
+def _pending_file(settings: Settings, layer: str, table: str) -> Path | None:
+    """The staged file a committed, not yet installed publish holds for this layer, if any."""
+    path = _publish_dir(settings) / f"{table}.json"
+    if not path.is_file():  # one stat per read when nothing is pending
+        return None
+    manifest = _read_manifest(path)
+    for entry in (manifest or {}).get("tables", []):
+        if entry.get("layer") == layer:
+            staged = Path(entry["staged"])
+            return staged if staged.is_file() else None
+    return None
+
+
+def _install(settings: Settings, staged: StagedTable) -> None:
+    """Make a staged version the table's current one; a no-op when it was installed already."""
+    source, target = Path(staged.staged), Path(staged.target)
+    if not source.is_file():
+        return
+    if settings.storage_format == "delta":
+        _write_delta(
+            target,
+            pq.ParquetFile(source).iter_batches(),
+            pq.read_schema(source),
+            settings,
+            staged.layer,
+            staged.table,
+        )
+        source.unlink(missing_ok=True)
+        return
+    try:
+        os.replace(source, target)
+    except FileNotFoundError:  # installed meanwhile
+        return
+    except OSError as exc:
+        raise os_error_as_aims(
+            exc, target, f"publish {staged.layer} table {staged.table}"
+        ) from None
+
+
+def _complete(settings: Settings, manifest: dict[str, Any], path: Path | None) -> None:
+    from . import state
+
+    table = manifest["table"]
+    for entry in manifest.get("tables", []):
+        _install(settings, StagedTable(**entry))
+        fault_point("publish.installed", f"{table}.{entry['layer']}")
+    statements = manifest.get("statements") or []
+    if statements:
+        with state.connect(settings.paths.state_db) as conn:  # one transaction
+            for ddl in manifest.get("ddl") or []:
+                conn.executescript(ddl)
+            for sql, params in statements:
+                conn.execute(sql, params)
+    fault_point("publish.recorded", table)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+def publish_unit(
+    settings: Settings,
+    table: str,
+    staged: Sequence[StagedTable],
+    statements: Sequence[tuple[str, Sequence[Any]]] = (),
+    ddl: Sequence[str] = (),
+) -> None:
+    """Publish the staged layers of one table and its state record as one unit (module doc).
+
+    ``statements`` are (sql, params) run in one transaction on the state DB after ``ddl``; they
+    must be idempotent (they may run again when a killed publish is finished by the next run).
+    Before the commit point a failure removes the staged files and the previous version stands.
+    """
+    path = _manifest_path(settings, table)
+    if not staged:  # only the state record: its one transaction is the unit
+        check_run_lock(settings, table)
+        _complete(settings, {"table": table, "statements": statements, "ddl": ddl}, None)
+        return
+    manifest = {
+        "table": table,
+        "pid": os.getpid(),
+        "tables": [asdict(s) for s in staged],
+        "statements": [[sql, list(params)] for sql, params in statements],
+        "ddl": list(ddl),
+    }
+    try:
+        check_run_lock(settings, table)
+        fault_point("publish.before_commit", table)
+        atomic_write_text(path, json.dumps(manifest, default=str) + "\n")  # the commit point
+    except BaseException:
+        for entry in staged:
+            Path(entry.staged).unlink(missing_ok=True)
+        raise
+    fault_point("publish.committed", table)
+    _complete(settings, manifest, path)
+
+
+def recover_publishes(settings: Settings) -> list[str]:
+    """Finish the publishes a killed run committed but did not complete; return their tables.
+
+    Call it only while holding the lake lock (as :func:`clean_staging` does)."""
+    done = []
+    for table in _pending_tables(settings):
+        path = _publish_dir(settings) / f"{table}.json"
+        manifest = _read_manifest(path)
+        if manifest is None:  # the manifest write is atomic: an unreadable one is not ours
+            path.unlink(missing_ok=True)
+            continue
+        _complete(settings, manifest, path)
+        done.append(table)
+    return done
 
 
 def write_table(
@@ -311,8 +612,16 @@ def write_table(
     if settings.storage_format == "delta":
         deltalake = _deltalake()
         target.parent.mkdir(parents=True, exist_ok=True)
+        _fresh_delta_folder(target)
         options = {"schema_mode": "overwrite"} if mode == "overwrite" else {"schema_mode": "merge"}
-        deltalake.write_deltalake(str(target), data, mode=mode, **options)
+        _delta_call(
+            settings,
+            layer,
+            table,
+            target,
+            lambda: deltalake.write_deltalake(str(target), data, mode=mode, **options),
+        )
+        _vacuum(settings, layer, table, target)
         return target
     if mode == "append" and target.is_file():
         previous = pq.read_table(target)
@@ -323,15 +632,24 @@ def write_table(
 
 
 def clean_staging(settings: Settings) -> list[Path]:
-    """Remove files a killed run left: temp files beside parquet tables and staged Delta streams.
+    """Finish committed publishes of a killed run, then remove what killed runs left: temp files
+    beside parquet tables, staged Delta streams, and temp files in the rule and results folders
+    whose writer is gone.
 
     Call it only while holding the lake lock (a running writer's temp file looks the same)."""
+    recover_publishes(settings)
     removed: list[Path] = []
     for layer in LAYERS:
         root = layer_root(settings, layer)
         for path in root.glob(f".*{TEMP_MARKER}*") if root.is_dir() else []:
             if path.is_file():
-                path.unlink()
+                path.unlink(missing_ok=True)
                 removed.append(path)
-    removed += remove_stale_temp_files(Path(settings.paths.state) / STAGING_FOLDER)
+    staging = Path(settings.paths.state) / STAGING_FOLDER
+    for path in staging.glob(f"*{TEMP_MARKER}*") if staging.is_dir() else []:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    for folder in (settings.paths.rules, settings.paths.results, _publish_dir(settings)):
+        removed += remove_stale_temp_files(folder)
     return removed

@@ -1,31 +1,45 @@
-"""Silver typing: which Arrow type each Bronze text column becomes, and the vectorised casts.
+"""Silver typing: which Arrow type each Bronze column gets in Silver, and the vectorised casts.
 
-Bronze stores every value as text. Silver stores it typed, and the type of a column comes from, in
-order of precedence:
+A Bronze column that is already typed (int32, int64, double, decimal128(p, s), bool, date32,
+timestamp with its time zone, ...) keeps its Arrow type in Silver: the source said what it is,
+and converting it (a double to int64 because every value is whole today, a decimal to float64)
+would lose what a later drop needs or what a reader relies on. Type inference and
+type-conformance rules apply only to text columns: the AIMS case, where Bronze stores every
+value as text. The type of a column comes from, in order of precedence (``origin`` in brackets,
+what ``silver-schema`` shows):
 
-1. the rule file's type-conformance rule: ``expect_column_values_to_match_regex`` with
-   ``meta.value_type`` integer | decimal | date | boolean (the profiler writes these, and a person
-   can edit them: the rule file is the contract);
-2. a cross-table rule (``meta.reference``) whose parent column is an ID or FK -> integer;
-3. the column named ``ID`` -> integer;
-4. the published spec's inferred kind (``aims_nb_utils.spec``): id and fk -> integer, date -> date,
-   bool -> boolean, number -> decimal;
-5. otherwise text.
+1. [override] the rule file's top-level ``types: {column: kind}`` (``RuleFile.types``), a
+   person's explicit choice; a typed source column is then read through its text form;
+2. [source] the Bronze column's own Arrow type when it is not text;
+3. [inferred | rule file] the rule file's type-conformance rule:
+   ``expect_column_values_to_match_regex`` with ``meta.value_type`` integer | decimal | date |
+   boolean. Written by the profiler it is *inferred*; a rule without the profiler's
+   ``generated_by`` marker was written or edited by a person: *rule file*. ``meta.timezone: UTC``
+   on a date rule types the column timestamp[us, tz=UTC];
+4. [inferred] a cross-table rule (``meta.reference``) whose parent column the published spec
+   calls an id or fk -> integer;
+5. [inferred] the published spec's kind (``aims_nb_utils.spec``): id and fk -> integer, date ->
+   date, bool -> boolean, number -> decimal;
+6. [default] otherwise text.
 
-Silver types: integer -> int64 (nullable; '13000015.0' is accepted as 13000015), decimal -> float64,
-date -> timestamp[us] without time zone, boolean -> bool ('0'/'-1', 'Yes'/'No', ... per
+Silver types of text columns: integer -> int64 (nullable; '13000015.0' is accepted as 13000015),
+decimal -> float64, date -> timestamp[us] without time zone (values written with a UTC offset,
+'2013-01-01T10:00:00Z' or '... +02:00', are converted to UTC; with ``meta.timezone: UTC`` the
+type is timestamp[us, tz=UTC]), boolean -> bool ('0'/'-1', 'Yes'/'No', ... per
 ``rules.TRUE_STRINGS``/``FALSE_STRINGS``), text -> string. Null placeholders become null in every
 type. A value that is present but does not cast is a *typing failure*: the row goes to quarantine
 with the rule id ``cast(<COLUMN> as <kind>)``, because a typed layer that silently nulls bad values
 loses data. The casts accept exactly what ``rules.TYPE_PATTERNS`` accepts, plus a calendar check
-for dates (2021-02-30 matches the pattern but is not a date).
+for dates (2021-02-30 matches the pattern but is not a date). The parsing itself is
+:mod:`aims_nb_utils.checks`' (``parse_integers``, ``parse_numbers``, ``parse_timestamps``,
+``parse_booleans``): one copy of each rule for masks, typing, profiling and Gold.
 
-``python -m aims_nb_utils silver-schema <table>`` prints the derived schema with each type's source.
+``python -m aims_nb_utils silver-schema <table>`` prints the derived schema with each type's origin.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import checks, spec
-from .rules import FALSE_STRINGS, TRUE_STRINGS, TYPE_PATTERNS, RuleFile
+from .rules import GENERATED_MARKER, GENERATOR_NAME, RuleFile
 
 KINDS = ("integer", "decimal", "date", "boolean", "string")
 ARROW_TYPES: dict[str, pa.DataType] = {
@@ -50,22 +64,34 @@ SPEC_KINDS = {
     "bool": "boolean",
     "number": "decimal",
 }
-KEY_COLUMN = "ID"
-# At most 18 digits: every such integer fits int64, so the cast can never overflow.
-_INTEGER = r"^-?\d{1,18}(\.0+)?$"
+ORIGINS = ("override", "source", "rule file", "inferred", "default")
+KEY_COLUMN = "ID"  # the AIMS tables' key (their spec calls it an id); no rule depends on the name
 
 
 @dataclass(frozen=True)
 class ColumnType:
-    """The Silver type of one column and why it has that type."""
+    """The Silver type of one column and why it has that type (``origin``: one of ORIGINS;
+    ``source``: the detail). ``arrow`` is set when the type is the source's own or carries a
+    time zone."""
 
     column: str
     kind: str
     source: str
+    origin: str = "inferred"
+    arrow: pa.DataType | None = None
 
     @property
     def arrow_type(self) -> pa.DataType:
-        return ARROW_TYPES[self.kind]
+        return self.arrow if self.arrow is not None else ARROW_TYPES[self.kind]
+
+    @property
+    def from_source(self) -> bool:
+        """The Bronze values are taken as they are: no cast, so no typing failure."""
+        return self.origin == "source"
+
+    @property
+    def needs_cast(self) -> bool:
+        return not self.from_source and self.kind != "string"
 
     @property
     def rule_id(self) -> str:
@@ -73,8 +99,34 @@ class ColumnType:
         return f"cast({self.column} as {self.kind})"
 
 
-def _rule_kinds(rule_file: RuleFile | None) -> dict[str, tuple[str, str]]:
-    kinds: dict[str, tuple[str, str]] = {}
+def kind_of(arrow_type: pa.DataType) -> str:
+    """The Silver kind an Arrow type belongs to (for display and for the rules that need one)."""
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "decimal"
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_boolean(arrow_type):
+        return "boolean"
+    return "string"
+
+
+def _date_type(meta: Mapping[str, object]) -> pa.DataType | None:
+    zone = meta.get("timezone")
+    if zone is None:
+        return None
+    if str(zone).upper() not in ("UTC", "Z", "ETC/UTC"):
+        raise ValueError(
+            f"meta.timezone {zone!r}: only UTC is supported (values are stored in UTC)"
+        )
+    return pa.timestamp("us", tz="UTC")
+
+
+def _rule_kinds(
+    rule_file: RuleFile | None,
+) -> dict[str, tuple[str, str, str, pa.DataType | None]]:
+    kinds: dict[str, tuple[str, str, str, pa.DataType | None]] = {}
     if rule_file is None:
         return kinds
     for exp in rule_file.expectations:
@@ -88,37 +140,60 @@ def _rule_kinds(rule_file: RuleFile | None) -> dict[str, tuple[str, str]]:
             "date",
             "boolean",
         ):
-            kinds[column] = (str(value_type), f"rule value_type ({exp.rule_id})")
+            origin = "inferred" if exp.meta.get(GENERATED_MARKER) == GENERATOR_NAME else "rule file"
+            arrow = _date_type(exp.meta) if value_type == "date" else None
+            kinds[column] = (str(value_type), f"rule value_type ({exp.rule_id})", origin, arrow)
         elif exp.reference is not None and column not in kinds:
             parent, parent_column = exp.reference
             parent_spec = spec.get_table(parent)
             parent_kind = None
             if parent_spec is not None and parent_column in parent_spec.column_names:
                 parent_kind = parent_spec.column(parent_column).kind
-            if parent_column == KEY_COLUMN or parent_kind in ("id", "fk"):
-                kinds[column] = ("integer", f"reference to {parent}.{parent_column}")
+            if parent_kind in ("id", "fk"):
+                kinds[column] = (
+                    "integer",
+                    f"reference to {parent}.{parent_column}",
+                    "inferred",
+                    None,
+                )
     return kinds
 
 
 def silver_types(
-    table: str, columns: Sequence[str], rule_file: RuleFile | None = None
+    table: str,
+    columns: Sequence[str],
+    rule_file: RuleFile | None = None,
+    bronze_types: Mapping[str, pa.DataType] | None = None,
 ) -> list[ColumnType]:
-    """The Silver type of each column (in the given order), by the precedence in the module doc."""
+    """The Silver type of each column (in the given order), by the precedence in the module doc.
+
+    ``bronze_types`` maps a column to its Bronze Arrow type (``pq.read_schema``); without it
+    every column is taken to be text, as in the AIMS lake."""
     from_rules = _rule_kinds(rule_file)
+    overrides = dict(rule_file.types) if rule_file is not None else {}
+    bronze_types = bronze_types or {}
     table_spec = spec.get_table(table)
     out = []
     for column in columns:
-        if column in from_rules:
-            kind, source = from_rules[column]
-        elif column == KEY_COLUMN:
-            kind, source = "integer", "key column"
+        source_type = bronze_types.get(column)
+        if column in overrides:
+            kind = overrides[column]
+            out.append(ColumnType(column, kind, "rule file types:", "override"))
+        elif source_type is not None and checks.is_typed(source_type):
+            if pa.types.is_dictionary(source_type):
+                source_type = source_type.value_type
+            out.append(
+                ColumnType(column, kind_of(source_type), str(source_type), "source", source_type)
+            )
+        elif column in from_rules:
+            kind, source, origin, arrow = from_rules[column]
+            out.append(ColumnType(column, kind, source, origin, arrow))
         elif table_spec is not None and column in table_spec.column_names:
             spec_kind = table_spec.column(column).kind
             kind = SPEC_KINDS.get(spec_kind, "string")
-            source = f"spec kind {spec_kind}"
+            out.append(ColumnType(column, kind, f"spec kind {spec_kind}", "inferred"))
         else:
-            kind, source = "string", "not in the spec: kept as text"
-        out.append(ColumnType(column, kind, source))
+            out.append(ColumnType(column, "string", "not in the spec: kept as text", "default"))
     return out
 
 
@@ -162,8 +237,8 @@ def column_view(values: pa.Array | pa.ChunkedArray, placeholders: Sequence[str])
     """Encode the column when it repeats enough (a probe of its first rows decides)."""
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if not pa.types.is_string(values.type):
-        values = pc.cast(values, pa.string())
+    if not checks.is_typed(values.type) and not pa.types.is_string(values.type):
+        values = pc.cast(values, pa.string())  # large text, or Arrow's all-null type
     rows = len(values)
     if (
         rows >= 2 * PROBE_ROWS
@@ -183,51 +258,12 @@ def _to_numpy(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def _null_like(kind: str, n: int) -> pa.Array:
-    return pa.nulls(n, type=ARROW_TYPES[kind])
+def _null_like(arrow_type: pa.DataType, n: int) -> pa.Array:
+    return pa.nulls(n, type=arrow_type)
 
 
-def _cast_date(text: pa.Array) -> pa.Array:
-    """Parse the date pattern's forms (date, date + HH:MM[:SS[.fff]], ' ' or 'T') with a calendar
-    check; anything else is null. Each normalisation runs only when its form is present: most
-    exports hold one form, and these regex passes dominate the cost of typing."""
-    norm = text
-    lengths = pc.utf8_length(text)
-    if pc.any(pc.match_substring(text, "T")).as_py():
-        norm = pc.replace_substring_regex(norm, r"^(\d{4}-\d{2}-\d{2})T", r"\1 ")
-    if pc.any(pc.equal(lengths, 10)).as_py():
-        norm = pc.replace_substring_regex(norm, r"^(\d{4}-\d{2}-\d{2})$", r"\1 00:00:00")
-    if pc.any(pc.equal(lengths, 16)).as_py():
-        norm = pc.replace_substring_regex(norm, r"^(\d{4}-\d{2}-\d{2} \d{2}:\d{2})$", r"\1:00")
-    base = pc.utf8_slice_codeunits(norm, 0, 19)
-    parsed = pc.strptime(base, format="%Y-%m-%d %H:%M:%S", unit="us", error_is_null=True)
-    # strptime rolls 2021-02-30 over to 2021-03-02; the pattern bounds every other field, so a
-    # value is a real date exactly when its day survives the parse.
-    printed_day = pc.utf8_lpad(pc.cast(pc.day(parsed), pa.string()), 2, "0")
-    same = pc.equal(printed_day, pc.utf8_slice_codeunits(base, 8, 10))
-    parsed = pc.if_else(pc.fill_null(same, False), parsed, pa.scalar(None, pa.timestamp("us")))
-    if pc.any(pc.greater(lengths, 19)).as_py():
-        fraction = pc.struct_field(pc.extract_regex(norm, r"\.(?P<f>\d+)$"), [0])
-        micros = pc.cast(pc.utf8_slice_codeunits(pc.utf8_rpad(fraction, 6, "0"), 0, 6), pa.int64())
-        parsed = pc.add(parsed, pc.cast(pc.fill_null(micros, 0), pa.duration("us")))
-    return parsed
-
-
-def _float_or_none(text: str | None) -> float | None:
-    try:
-        return None if text is None else float(text)
-    except ValueError:
-        return None
-
-
-def _strip_zero_fraction(values: pa.Array) -> pa.Array:
-    """'13000015.0' -> '13000015' (and '7.00' -> '7'), with the regex only when '.0' alone misses."""
-    if not pc.any(pc.match_substring(values, ".")).as_py():
-        return values
-    values = pc.if_else(pc.ends_with(values, ".0"), pc.utf8_slice_codeunits(values, 0, -2), values)
-    if pc.any(pc.match_substring(values, ".")).as_py():
-        values = pc.replace_substring_regex(values, r"\.0+$", "")
-    return values
+def _array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def cast_column(
@@ -236,52 +272,42 @@ def cast_column(
     placeholders: Sequence[str],
     known_bad: np.ndarray | None = None,
     normalized: bool = False,
+    arrow_type: pa.DataType | None = None,
 ) -> tuple[pa.Array, np.ndarray]:
-    """Cast Bronze text to ``kind``; returns the typed array and a mask of typing failures
-    (present, non-placeholder values that do not cast; those typed values are null).
+    """Cast Bronze text to ``kind`` (``arrow_type`` when it is not the kind's default, e.g.
+    timestamp[us, tz=UTC]); returns the typed array and a mask of typing failures (present,
+    non-placeholder values that do not cast; those typed values are null). A typed input is
+    read through its text form (a person's override of a source type).
 
     ``known_bad`` (True where a present value does not match ``TYPE_PATTERNS[kind]``, i.e. the
     mask of the profiler's type-conformance rule) spares the regex pass; ``normalized`` says the
     placeholders are already null."""
-    if isinstance(values, pa.ChunkedArray):
-        values = values.combine_chunks()
-    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-        values = pc.cast(values, pa.string())
+    values = _array(checks.as_text(values))
     n = len(values)
     if normalized:
         text = values
     else:
-        is_placeholder = pc.is_in(values, value_set=pa.array(list(placeholders), pa.string()))
-        text = pc.if_else(pc.fill_null(is_placeholder, False), pa.scalar(None, pa.string()), values)
+        text = _array(checks.normalize_nulls(values, placeholders))
     present = pc.is_valid(text)
     if kind == "string":
         return text, np.zeros(n, dtype=bool)
-    if kind == "boolean":
-        true = pc.is_in(text, value_set=pa.array(sorted(TRUE_STRINGS), pa.string()))
-        false = pc.is_in(text, value_set=pa.array(sorted(FALSE_STRINGS), pa.string()))
-        typed = pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
-        return typed, _to_numpy(present) & ~_to_numpy(pc.is_valid(typed))
     if kind not in ARROW_TYPES:
         raise ValueError(f"unknown Silver kind {kind!r}; known: {', '.join(KINDS)}")
-    if known_bad is not None:
+    if kind == "boolean":
+        typed = _array(checks.parse_booleans(text))
+        return typed, _to_numpy(present) & ~_to_numpy(pc.is_valid(typed))
+    conforming = known_bad is not None
+    if conforming:
         ok = pc.and_(present, pa.array(~np.asarray(known_bad, dtype=bool)))
-    else:
-        ok = pc.match_substring_regex(text, _INTEGER if kind == "integer" else TYPE_PATTERNS[kind])
-    conforming = pc.if_else(ok, text, pa.scalar(None, pa.string()))
+        text = pc.if_else(ok, text, pa.scalar(None, pa.string()))
     if kind == "integer":
-        digits = _strip_zero_fraction(conforming)
-        try:
-            typed = pc.cast(digits, pa.int64())
-        except pa.ArrowInvalid:  # more than 18 digits: only those fail
-            fits = pc.match_substring_regex(digits, r"^-?\d{1,18}$")
-            typed = pc.cast(pc.if_else(fits, digits, pa.scalar(None, pa.string())), pa.int64())
+        typed = checks.parse_integers(text, conforming=conforming)
     elif kind == "decimal":
-        try:
-            typed = pc.cast(conforming, pa.float64())
-        except pa.ArrowInvalid:  # a form the pattern accepts but Arrow's parser does not ('5.')
-            typed = pa.array([_float_or_none(v) for v in conforming.to_pylist()], pa.float64())
+        typed = checks.parse_numbers(text, conforming=conforming)
     else:
-        typed = _cast_date(conforming)
+        utc = arrow_type is not None and getattr(arrow_type, "tz", None) is not None
+        typed = checks.parse_timestamps(text, utc=utc, conforming=conforming)
+    typed = _array(typed)
     return typed, _to_numpy(present) & ~_to_numpy(pc.is_valid(typed))
 
 
@@ -307,19 +333,35 @@ def type_table(
     for col_type in types:
         name = col_type.column
         if name not in raw.column_names:
-            arrays.append(_null_like(col_type.kind, raw.num_rows))
+            arrays.append(_null_like(col_type.arrow_type, raw.num_rows))
+            failures[name] = np.zeros(raw.num_rows, bool)
+            continue
+        if col_type.from_source:
+            column = raw.column(name)
+            if column.type != col_type.arrow_type:  # a dictionary-encoded source column
+                column = pc.cast(column, col_type.arrow_type)
+            arrays.append(_array(column))
             failures[name] = np.zeros(raw.num_rows, bool)
             continue
         if name not in views:
             views[name] = column_view(raw.column(name), placeholders)
         view = views[name]
-        if col_type.kind == "decimal" and numbers and name in numbers:
+        if col_type.kind == "decimal" and numbers and name in numbers and col_type.arrow is None:
             typed = numbers[name]
             typed = typed.combine_chunks() if isinstance(typed, pa.ChunkedArray) else typed
             failed = _to_numpy(pc.is_valid(view.values)) & ~_to_numpy(pc.is_valid(typed))
         else:
+            values = view.values
+            normalized = True
+            if checks.is_typed(values.type):  # an override of a source type: via its text
+                values, normalized = checks.as_text(values).combine_chunks(), True
             typed, failed = cast_column(
-                view.values, col_type.kind, placeholders, known_bad.get(name), normalized=True
+                values,
+                col_type.kind,
+                placeholders,
+                known_bad.get(name),
+                normalized=normalized,
+                arrow_type=col_type.arrow_type,
             )
         arrays.append(view.take(typed))
         failures[name] = view.expand(failed, False)
@@ -329,6 +371,12 @@ def type_table(
 def describe(types: Sequence[ColumnType]) -> list[dict[str, str]]:
     """Rows for the ``silver-schema`` command and the docs."""
     return [
-        {"column": t.column, "kind": t.kind, "silver type": str(t.arrow_type), "source": t.source}
+        {
+            "column": t.column,
+            "kind": t.kind,
+            "silver type": str(t.arrow_type),
+            "origin": t.origin,
+            "source": t.source,
+        }
         for t in types
     ]

@@ -113,6 +113,7 @@ _GX_CLASS_NAMES = {
     "expect_column_value_lengths_to_be_between": "ExpectColumnValueLengthsToBeBetween",
     "expect_column_values_to_match_regex": "ExpectColumnValuesToMatchRegex",
     "expect_column_values_to_be_between": "ExpectColumnValuesToBeBetween",
+    "expect_compound_columns_to_be_unique": "ExpectCompoundColumnsToBeUnique",
 }
 
 
@@ -230,10 +231,7 @@ def _define_reference_expectation() -> type:
 
         @column_condition_partial(engine=PandasExecutionEngine)
         def _pandas(cls, column: pd.Series, reference_key: str, **kwargs: Any) -> pd.Series:
-            allowed = _REFERENCE_SETS[reference_key]
-            values = pa.array(column)
-            if values.type != allowed.type:
-                values = values.cast(allowed.type)
+            values, allowed = checks.comparable(pa.array(column), _REFERENCE_SETS[reference_key])
             hit = checks.is_in(values, allowed).to_numpy(zero_copy_only=False)
             return pd.Series(hit, index=column.index)
 
@@ -513,9 +511,10 @@ def _failed(rule: Expectation, index: int, error: str) -> RuleResult:
 
 
 def _gx_kwargs(
-    settings: Settings, rule: Expectation, kind: str | None
+    settings: Settings, rule: Expectation, kind: str | None, target: pa.DataType | None = None
 ) -> tuple[Expectation, dict[str, Any]]:
-    """The rule as GX should run it (value sets prepared, references resolved to a key)."""
+    """The rule as GX should run it (value sets and bounds in the prepared column's type
+    ``target``, see :func:`checks.prepared_type`; references resolved to a key)."""
     kwargs = dict(rule.kwargs)
     if rule.expectation_type == "expect_column_values_to_be_in_set":
         if rule.reference is not None and "value_set" not in kwargs:
@@ -525,8 +524,32 @@ def _gx_kwargs(
             kwargs["reference_key"] = key
             return Expectation(REFERENCE_EXPECTATION, kwargs, rule.meta), kwargs
         if "value_set" in kwargs:
-            kwargs["value_set"] = checks.prepare_value_set(rule, kind)
+            kwargs["value_set"] = checks.prepare_value_set(rule, kind, target)
+    elif (
+        rule.expectation_type == "expect_column_values_to_be_between"
+        and target is not None
+        and pa.types.is_timestamp(target)
+    ):
+        lo, hi = checks.range_bounds(rule, target)
+        kwargs["min_value"], kwargs["max_value"] = lo, hi
+    elif rule.expectation_type == checks.COMPOUND_UNIQUE:
+        kwargs["ignore_row_if"] = checks.compound_ignore_rule(rule)
     return rule, kwargs
+
+
+def _compound_frame(
+    reader: _Reader, rule: Expectation, placeholders: Sequence[str]
+) -> pd.DataFrame:
+    """The key columns of a compound uniqueness rule at full length, each as keys compare."""
+    return pd.DataFrame(
+        {
+            column: checks.to_series(
+                checks.key_values(checks.normalize_nulls(reader.column(column), placeholders))
+            )
+            for column in rule.columns
+        },
+        copy=False,
+    )
 
 
 def _schema_frame(
@@ -659,6 +682,7 @@ def _validate_part_inner(
     by_column: dict[str, list[tuple[int, Expectation]]] = defaultdict(list)
     table_items: list[tuple[int, Expectation, Expectation, dict[str, Any]]] = []
     exists: list[tuple[int, Expectation]] = []
+    compound: list[tuple[int, Expectation]] = []
     for index, rule in enumerate(rule_file.expectations):
         if rule.is_row_level and rule.column in present:
             if wanted is None or rule.column in wanted:
@@ -667,6 +691,14 @@ def _validate_part_inner(
             continue
         elif rule.expectation_type == "expect_column_to_exist" and set(rule.kwargs) == {"column"}:
             exists.append((index, rule))
+        elif rule.is_multicolumn:
+            missing = [c for c in rule.columns if c not in present]
+            if missing:
+                part.results[index] = _failed(
+                    rule, index, f"column(s) {', '.join(missing)} not in {file_name}"
+                )
+            else:
+                compound.append((index, rule))
         else:
             try:
                 gx_rule, kwargs = _gx_kwargs(settings, rule, None)
@@ -690,8 +722,10 @@ def _validate_part_inner(
         )
         for index, rule in by_column[column]:
             kind = checks.column_kind(layout.table, column, rule)
+            form = checks.preparation(rule, kind, text.type)
             try:
-                gx_rule, kwargs = _gx_kwargs(settings, rule, kind)
+                target = checks.prepared_type(text.type, form)
+                gx_rule, kwargs = _gx_kwargs(settings, rule, kind, target)
             except AimsError as exc:
                 part.results[index] = _failed(rule, index, str(exc))
                 continue
@@ -699,14 +733,9 @@ def _validate_part_inner(
                 presence[column] = _presence(present_rows, rows)
                 table_items.append((index, rule, gx_rule, kwargs))
             else:
-                groups[checks.preparation(rule, kind)].append((index, rule, gx_rule, kwargs))
+                groups[form].append((index, rule, gx_rule, kwargs))
         for form, items in groups.items():
-            if form == checks.CANONICAL:
-                prepared = checks.canonical_ids(text)
-            elif form == checks.NUMBER:
-                prepared = checks.to_numbers(text)
-            else:
-                prepared = text
+            prepared = checks.prepare_form(text, form)
             if prepared.null_count:  # text no number can be read from
                 prepared = prepared.drop_null()
             frame = pd.DataFrame({column: checks.to_series(prepared)}, copy=False)
@@ -717,6 +746,15 @@ def _validate_part_inner(
     if table_items:
         frame = _schema_frame(layout.columns, layout.rows, presence)
         _run_gx(runner, frame, table_items, file_name, part.results, exists)
+    for index, rule in compound:
+        try:
+            gx_rule, kwargs = _gx_kwargs(settings, rule, None)
+            frame = _compound_frame(reader, rule, placeholders)
+        except AimsError as exc:
+            part.results[index] = _failed(rule, index, str(exc))
+            continue
+        _run_gx(runner, frame, [(index, rule, gx_rule, kwargs)], file_name, part.results)
+        del frame
 
 
 # --- verdict ------------------------------------------------------------------------------------
@@ -953,8 +991,10 @@ def _execute(
             on_done(task, _run_task(settings, task, sample_size))
         return
     _gx()  # import GX once in the parent; forked workers inherit it
+    from .lake_lock import pool_options
+
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(tasks)), mp_context=_pool_context()
+        max_workers=min(workers, len(tasks)), mp_context=_pool_context(), **pool_options()
     ) as pool:
         pending: dict[Future[_Part], _Task] = {
             pool.submit(_run_task, settings, task, sample_size): task for task in tasks
@@ -1133,19 +1173,103 @@ def results_document(run: ValidationRun) -> dict[str, Any]:
             "row_count": result.row_count,
             "seconds": result.seconds,
             "reason": result.reason,
+            "run_id": run.run_id,
+            "timestamp": run.timestamp,
         }
     return {
         "timestamp": run.timestamp,
         "run_id": run.run_id,
         "threshold": run.threshold,
         "summary": run.summary,
+        "validated_in_run": list(files),
+        "run_summary": run.summary,
         "files": files,
     }
 
 
+def _summary_of(files: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """:func:`summarize` over results-file entries (the merged verdicts of several runs)."""
+    statuses = [str(e.get("status")) for e in files.values()]
+    counts = {s: statuses.count(s) for s in STATUSES}
+    judged = [e for e in files.values() if e.get("status") in ("PASSED", "FAILED")]
+
+    def mean(key: str) -> float | None:
+        values = [e[key] for e in judged if isinstance(e.get(key), (int, float))]
+        return sum(values) / len(values) if values else None
+
+    return {
+        "total": len(files),
+        "passed": counts["PASSED"],
+        "failed": counts["FAILED"],
+        "skipped": counts["SKIPPED"],
+        "errors": counts["ERROR"],
+        "pass_rate": _pct(counts["PASSED"], len(files) - counts["SKIPPED"]),
+        "avg_quality_score": mean("success_percentage"),
+        "avg_weighted_score": mean("weighted_score"),
+    }
+
+
+def _previous_verdicts(settings: Settings, target: Path) -> dict[str, dict[str, Any]]:
+    """The verdicts of the results file there now, by table (legacy list shape too); {} when
+    there is none or it cannot be read (it is then rewritten from this run)."""
+    try:
+        document = load_results(target)
+    except ValidationError:
+        return {}
+    files = document["files"]
+    entries = files.items() if isinstance(files, dict) else ((None, e) for e in files)
+    out: dict[str, dict[str, Any]] = {}
+    for key, entry in entries:
+        if not isinstance(entry, dict):
+            continue
+        name = key or Path(str(entry.get("file", ""))).stem
+        try:
+            validate_table_name(name)
+        except AimsError:
+            continue
+        entry = dict(entry)
+        entry.setdefault("run_id", document.get("run_id"))
+        entry.setdefault("timestamp", document.get("timestamp"))
+        out[name] = entry
+    return out
+
+
 def write_results(settings: Settings, run: ValidationRun) -> Path:
-    target = settings.paths.results / RESULTS_FILE
-    atomic_write_text(target, json.dumps(results_document(run), indent=2, allow_nan=False) + "\n")
+    """Write the lake's current verdicts: this run's tables, merged into the previous file's.
+
+    A run over some tables (``--tables``, an incremental ingest) replaces only their verdicts;
+    every other table keeps its own, with the run id and time it was validated in. A table that
+    has neither a rule file nor a Bronze file any more is dropped. ``summary`` is over all the
+    verdicts in the file; ``validated_in_run`` and ``run_summary`` are this run's. The merge runs
+    under a lock of the results file, so two runs finishing together both keep their verdicts.
+    """
+    from filelock import FileLock, Timeout
+
+    folder = settings.paths.results
+    target = folder / RESULTS_FILE
+    document = results_document(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with FileLock(str(folder / f".{RESULTS_FILE}.lock"), timeout=120):
+            merged = {
+                table: entry
+                for table, entry in _previous_verdicts(settings, target).items()
+                if table not in document["files"]
+                and (
+                    settings.paths.rule_file(table).is_file()
+                    or settings.paths.bronze_file(table).is_file()
+                )
+            }
+            merged.update(document["files"])
+            document["files"] = dict(sorted(merged.items()))
+            document["summary"] = _summary_of(document["files"])
+            text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+            atomic_write_text(target, text)
+    except Timeout:
+        raise ValidationError(
+            f"the results file {target} stayed locked by another run for 120 s",
+            hint="wait for the other validation to finish and run this one again",
+        ) from None
     return target
 
 

@@ -1,5 +1,5 @@
 """BI KPIs: every value equals an independent pandas computation on the Silver tables ingestion
-wrote from the sample lake; exports are complete and typed; missing inputs give empty, typed files.
+wrote from the sample lake; exports are complete and typed; a lake without the AIMS inputs is skipped, one missing rows fails.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import copy_home, make_settings
 
-from aims_nb_utils import bi, gold, storage
+from aims_nb_utils import bi, gold, orchestration, storage
 from aims_nb_utils.ingestion import ingest_tables
 from aims_nb_utils.profiling import profile_tables
 
@@ -150,18 +150,71 @@ def test_exports_are_complete_and_atomic(lake) -> None:
     assert leftovers == []
 
 
-def test_missing_inputs_give_empty_typed_exports_and_say_why(tmp_path: Path) -> None:
+def test_lake_without_any_bi_input_skips_and_exports_nothing(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home")
+    settings.paths.bronze.mkdir(parents=True)
+    pq.write_table(pa.table({"l_orderkey": [1]}), settings.paths.bronze / "lineitem.parquet")
     result = bi.run_bi(settings, run_id="first")
-    assert result.empty
-    assert any("FACT_Asset_Inventory is empty" in n for n in result.notes)
-    assert any("aims_consentmilestones does not exist" in n for n in result.notes)
-    assert any("aims_noncompliances does not exist" in n for n in result.notes)
+    assert not result.applies and result.failure is None
+    assert result.skip_reason.startswith("not an AIMS lake: ")
+    for table in bi.BI_SOURCES:
+        assert table in result.skip_reason
+    assert result.headline()[orchestration.SKIP_KEY] == result.skip_reason
+    assert result.paths == {}
+    assert not (settings.paths.reports / "bi_kpis.parquet").exists()
+
+
+def test_missing_inputs_of_a_partial_lake_give_typed_exports_and_say_why(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    milestones = pa.table(
+        {
+            "ID": pa.array([1, 2], pa.int64()),
+            "CONSENTMILESTONETYPEID": pa.array([5, 5], pa.int64()),
+            "CONSENTMILESTONETYPE": ["Survey", "Survey"],
+            "FORECASTDATE": pa.array(
+                [datetime(2024, 1, 1), datetime(2025, 1, 1)], pa.timestamp("us")
+            ),
+            "ACTUALDATE": pa.array([datetime(2024, 1, 2), None], pa.timestamp("us")),
+        }
+    )
+    storage.write_table(settings, "silver", "aims_consentmilestones", milestones)
+    result = bi.run_bi(settings, run_id="first")
+    assert result.applies
+    assert result.value("milestones_completed") == 50.0
     assert result.headline()["assets_total"] is None
+    assert any("no asset KPIs: aims_assets is not in this lake" in n for n in result.notes)
+    assert any("aims_noncompliances is not in this lake" in n for n in result.notes)
     parquet = pq.read_table(result.paths["parquet"])
-    assert parquet.num_rows == 0 and parquet.schema == bi.KPI_SCHEMA
+    assert parquet.num_rows == result.kpis.num_rows and parquet.schema == bi.KPI_SCHEMA
     header = Path(result.paths["csv"]).read_text().splitlines()[0]
     assert header.replace('"', "").split(",") == bi.KPI_SCHEMA.names
+
+
+def test_assets_in_silver_without_gold_fail_bi(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    assets = pa.table({"ID": pa.array([1, 2, 3], pa.int64())})
+    storage.write_table(settings, "silver", "aims_assets", assets)
+    result = bi.run_bi(settings)
+    assert result.skip_reason is None
+    assert "Gold FACT_Asset_Inventory is not built while Silver aims_assets has 3 rows" in (
+        result.failure
+    )
+    assert result.paths == {}
+    with pytest.raises(bi.BiSourceError, match="not built"):
+        result.raise_for_sources()
+
+
+def test_an_input_in_bronze_that_silver_lacks_fails_bi(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    settings.paths.bronze.mkdir(parents=True)
+    pq.write_table(
+        pa.table({"ID": ["1", "2"], "STATUS": ["Open", "Closed"]}),
+        settings.paths.bronze_file("aims_noncompliances"),
+    )
+    result = bi.run_bi(settings)
+    assert result.failure == (
+        "aims_noncompliances (Bronze 2 rows, Silver no table, last load never loaded)"
+    )
 
 
 def test_ratio_over_nothing_is_null_not_zero(tmp_path: Path) -> None:

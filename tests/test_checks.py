@@ -280,3 +280,92 @@ def test_masks_agree_with_a_plain_python_reading_of_the_rules() -> None:
         got = checks.unexpected_mask(data, rule(etype, column="C", **kwargs), PLACEHOLDERS)
         assert got.tolist() == expected, etype
         assert 0 < got.sum() < len(values), f"{etype}: the data must exercise both outcomes"
+
+
+# --- the one copy of each parsing rule, on text and on typed input ------------------------------
+
+
+def test_parse_timestamps_applies_utc_offsets_and_keeps_naive_text() -> None:
+    import datetime as dt
+
+    text = pa.array(
+        [
+            "2013-01-01T10:00:00Z",
+            "2021-03-04 05:06:07+02:00",
+            "2021-03-04 05:06:07.25 -0530",
+            "2013-01-01 05:00:00.000000+0000",
+            "2021-03-04",
+            "2021-02-30 00:00:00Z",  # matches the pattern, not the calendar
+            "soon",
+        ]
+    )
+    naive = checks.parse_timestamps(text).to_pylist()
+    assert naive == [
+        dt.datetime(2013, 1, 1, 10),
+        dt.datetime(2021, 3, 4, 3, 6, 7),
+        dt.datetime(2021, 3, 4, 10, 36, 7, 250000),
+        dt.datetime(2013, 1, 1, 5),
+        dt.datetime(2021, 3, 4),
+        None,
+        None,
+    ]
+    utc = checks.parse_timestamps(text, utc=True)
+    assert utc.type == pa.timestamp("us", tz="UTC")
+    assert utc[1].as_py() == dt.datetime(2021, 3, 4, 3, 6, 7, tzinfo=dt.timezone.utc)
+    assert checks.has_utc_offsets(text) and not checks.has_utc_offsets(pa.array(["2021-03-04"]))
+
+
+def test_parsers_read_text_and_typed_values_alike() -> None:
+    import decimal
+
+    assert checks.parse_integers(pa.array(["13000015.0", "7", "1.5", "x", None])).to_pylist() == [
+        13000015,
+        7,
+        None,
+        None,
+        None,
+    ]
+    assert checks.parse_integers(pa.array([2.0, 2.5])).to_pylist() == [2, None]
+    assert checks.parse_numbers(pa.array(["5.", "1e3", "-.5", "n/a"])).to_pylist() == [
+        5.0,
+        1000.0,
+        -0.5,
+        None,
+    ]
+    # correctly rounded: the double of a decimal equals the double of the same text in a rule
+    money = pa.array([decimal.Decimal("9987.71")], pa.decimal128(15, 2))
+    assert checks.parse_numbers(money).to_pylist() == [9987.71]
+    assert checks.parse_booleans(pa.array(["-1", "No", "true", "maybe"])).to_pylist() == [
+        True,
+        False,
+        True,
+        None,
+    ]
+    assert checks.canonical_id_text("13000015.00") == "13000015"
+    assert checks.canonical_id_text("1.50") == "1.50"
+
+
+def test_composite_duplicates_follow_gx_ignore_row_if() -> None:
+    a = pa.array([1, 1, None, None, 2, 2])
+    b = pa.array(["x", "x", None, None, None, None])
+    assert checks.duplicated_rows([a, b]).tolist() == [True, True, False, False, False, False]
+    assert checks.duplicated_rows([a, b], "all_values_are_missing").tolist() == [
+        True,
+        True,
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert checks.duplicated_rows([a, b], "never").tolist() == [True] * 6
+
+
+def test_references_compare_int_and_text_keys_by_value() -> None:
+    child_text = pa.chunked_array([pa.array(["5", "7"])])
+    values, allowed = checks.comparable(child_text, pa.array([5, 6], pa.int64()))
+    assert checks.is_in(values, allowed).to_pylist() == [True, False]
+    # text that is not plain integer text is compared canonically: '5.0' is the key 5
+    values, allowed = checks.comparable(pa.array(["5.0", "x"]), pa.array([5], pa.int32()))
+    assert checks.is_in(values, allowed).to_pylist() == [True, False]
+    values, allowed = checks.comparable(pa.array([5, 8], pa.int16()), pa.array(["5", "6"]))
+    assert checks.is_in(values, allowed).to_pylist() == [True, False]

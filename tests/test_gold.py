@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 from conftest import make_settings
 
-from aims_nb_utils import gold, storage
+from aims_nb_utils import gold, orchestration, state, storage
 
 I64 = pa.int64()
 TS = pa.timestamp("us")
@@ -256,19 +258,133 @@ def test_integrity_check_of_written_files_catches_a_broken_dimension(built) -> N
     assert not route.passed and not report.passed
 
 
-def test_empty_silver_gives_typed_empty_gold(tmp_path: Path) -> None:
+def _gold_written(settings) -> list[str]:
+    return [name for name in gold.GOLD_TABLES if storage.table_exists(settings, "gold", name)]
+
+
+def test_empty_lake_skips_gold_naming_every_missing_source(tmp_path: Path) -> None:
     settings = make_settings(tmp_path / "home")
     build = gold.build_gold(settings)
+    assert build.status == "skipped" and not build.applies
+    assert build.skip_reason.startswith("not an AIMS lake: ")
+    for table in gold.SOURCE_TABLES:
+        assert table in build.skip_reason
+    assert str(settings.paths.bronze) in build.skip_reason
+    assert _gold_written(settings) == []  # a skip writes nothing, not empty tables
+    metrics = build.metrics()
+    assert metrics[orchestration.SKIP_KEY] == build.skip_reason
+    assert orchestration.skip_reason(metrics) == build.skip_reason
+
+
+def test_lake_of_other_tables_skips_gold(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    settings.paths.bronze.mkdir(parents=True)
+    pq.write_table(pa.table({"o_orderkey": [1, 2]}), settings.paths.bronze / "orders.parquet")
+    pq.write_table(pa.table({"c_custkey": [1]}), settings.paths.bronze / "customer.parquet")
+    build = gold.build_gold(settings)
+    assert build.status == "skipped"
+    assert "aims_assets" in build.skip_reason and "orders" not in build.skip_reason
+    assert _gold_written(settings) == []
+
+
+def test_aims_sources_in_bronze_that_silver_lacks_fail_gold_naming_each_load(
+    tmp_path: Path,
+) -> None:
+    settings = make_settings(tmp_path / "home")
+    settings.paths.bronze.mkdir(parents=True)
+    for name, data in silver_tables().items():
+        pq.write_table(data, settings.paths.bronze_file(name))
+    db = settings.paths.state_db
+    load = state.start_load(db, "r1", "aims_assets", state.utc_now(), 6)
+    state.finish_load(db, load, status="error", error="disk full", ended_at=state.utc_now())
+    build = gold.build_gold(settings)
+    assert build.status == "failed" and build.applies
+    assert "aims_assets (Bronze 6 rows, Silver no table, last load error: disk full)" in (
+        build.failure
+    )
+    assert "aims_routes (Bronze 2 rows, Silver no table, last load never loaded)" in build.failure
+    # reference tables only check IDs: a note, not a reason to fail
+    assert "aims_phases" not in build.failure
+    assert any(n.startswith("aims_phases (") for n in build.notes)
+    assert _gold_written(settings) == []
+    with pytest.raises(gold.GoldSourceError, match=r"Silver has no rows for aims_assets"):
+        build.raise_for_sources()
+    assert build.metrics()[orchestration.SKIP_KEY] is None
+
+
+def test_a_source_with_no_rows_in_bronze_is_not_a_failed_load(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    tables = silver_tables()
+    settings.paths.bronze.mkdir(parents=True)
+    pq.write_table(tables["aims_routes"].slice(0, 0), settings.paths.bronze_file("aims_routes"))
+    del tables["aims_routes"]
+    write_silver(settings, tables)
+    build = gold.build_gold(settings)
+    assert build.status == "success", build.failure
+    assert build.row_counts[gold.DIM_ROUTE] == 1  # Unknown only
+
+
+def test_empty_assets_everywhere_is_nothing_to_build(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    tables = silver_tables()
+    tables["aims_assets"] = tables["aims_assets"].slice(0, 0)
+    write_silver(settings, tables)
+    build = gold.build_gold(settings)
+    assert build.status == "skipped"
+    assert build.skip_reason == "nothing to build from: aims_assets has 0 rows in Silver"
+
+
+def _as_text(table: pa.Table, id_suffix: str = "") -> pa.Table:
+    """Every column as text, the way a rule file without type rules leaves Silver."""
+    columns = {}
+    for field in table.schema:
+        values = table.column(field.name)
+        if pa.types.is_timestamp(field.type):
+            text = pc.strftime(values, format="%Y-%m-%dT%H:%M:%S")
+        else:
+            text = values.cast(pa.string())
+        if pa.types.is_integer(field.type) and id_suffix:
+            text = pc.binary_join_element_wise(text, id_suffix, "")
+        columns[field.name] = text
+    return pa.table(columns)
+
+
+def test_text_silver_gives_the_same_gold_as_typed_silver(tmp_path: Path) -> None:
+    typed = make_settings(tmp_path / "typed")
+    write_silver(typed, silver_tables())
+    typed_build = gold.build_gold(typed, keep_tables=True)
+    text = make_settings(tmp_path / "text")
+    write_silver(text, {n: _as_text(t, ".0") for n, t in silver_tables().items()})
+    text_build = gold.build_gold(text, keep_tables=True)
+    assert text_build.status == "success"
     for name in gold.GOLD_TABLES:
-        table = storage.read_table(settings, "gold", name)
-        assert table.schema.names == gold.SCHEMAS[name].names, name
-        assert [f.type for f in table.schema] == [f.type for f in gold.SCHEMAS[name]], name
-        expected_rows = 0 if name == gold.FACT else 1  # the Unknown member only
-        assert table.num_rows == expected_rows, name
-    assert build.empty
-    assert any("aims_assets does not exist" in n for n in build.notes)
-    assert any("FACT_Asset_Inventory is empty" in n for n in build.notes)
-    assert build.status == "success"  # nothing to resolve is not an integrity failure
+        assert text_build.tables[name].equals(typed_build.tables[name]), name
+
+
+def test_typed_silver_columns_are_used_as_they_are() -> None:
+    data = pa.table(
+        {
+            "ID": pa.array([13000015, None], I64),
+            "WHEN": pa.array([dt.datetime(2024, 1, 5, 23, 30), None], pa.timestamp("us", "UTC")),
+            "FLAG": pa.array([True, None]),
+            "N": pa.array([1.5, None]),
+        }
+    )
+    assert gold.as_ids(data, "t", "ID").to_pylist() == [13000015, None]
+    assert gold.as_timestamps(data, "t", "WHEN").to_pylist() == [
+        dt.datetime(2024, 1, 5, 23, 30),
+        None,
+    ]
+    assert gold.as_booleans(data, "t", "FLAG").to_pylist() == [True, None]
+    assert gold.as_floats(data, "t", "N").to_pylist() == [1.5, None]
+    text = pa.table(
+        {"ID": ["13000015.0", "x"], "WHEN": ["2024-01-05T23:30:00+02:00", "2024-02-30"]}
+    )
+    assert gold.as_ids(text, "t", "ID").to_pylist() == [13000015, None]
+    assert gold.as_timestamps(text, "t", "WHEN").to_pylist() == [
+        dt.datetime(2024, 1, 5, 21, 30),
+        None,
+    ]
 
 
 def test_partial_silver_reports_missing_columns_and_sources(tmp_path: Path) -> None:

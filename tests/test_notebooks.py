@@ -7,6 +7,7 @@ once standalone with ``sample_size``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -223,3 +224,59 @@ def test_orchestration_notebook_runs_every_present_phase(lake_home: Path, tmp_pa
     assert log["quality"]["pass_rate"] == summary["pass_rate"]
     executed = outputs_of(nbformat.read(output, as_version=4))
     assert "profiling SUCCESS" in executed and "validation_ingestion SUCCESS" in executed
+
+
+def test_gold_and_bi_notebooks_skip_on_a_lake_without_aims_tables(tmp_path: Path) -> None:
+    """Real notebooks 03, 05 and 08 on two non-AIMS tables whose every load failed: Gold and BI
+    are skipped naming the missing tables, the run is a success, and the dashboard (refreshed
+    after the run) shows the skips and does not read "pass rate 100 %"."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from aims_nb_utils import reports, state
+
+    settings = make_settings(tmp_path / "home")
+    settings.paths.bronze.mkdir(parents=True)
+    pq.write_table(pa.table({"o_orderkey": [1, 2, 3]}), settings.paths.bronze / "orders.parquet")
+    pq.write_table(pa.table({"c_custkey": [7, 8]}), settings.paths.bronze / "customer.parquet")
+    files = {
+        t: {"status": "PASSED", "score": 100.0, "row_count": 3, "failures": []}
+        for t in ("orders", "customer")
+    }
+    settings.paths.results.mkdir(parents=True)
+    reports.results_path(settings).write_text(json.dumps({"run_id": "v1", "files": files}))
+    for table in files:
+        load = state.start_load(settings.paths.state_db, "v1", table, state.utc_now(), 3)
+        state.finish_load(
+            settings.paths.state_db,
+            load,
+            status="error",
+            error="disk full",
+            ended_at=state.utc_now(),
+        )
+    flags = orch.selection_overrides(["monitoring", "silver_enhancement", "bi_analytics"])
+    run = orch.run_pipeline(
+        make_settings(settings.paths.home, **flags),
+        overrides=flags,
+        runner=orch.PapermillRunner(NOTEBOOKS),
+        reporter=orch.LineReporter(stream=io.StringIO()),
+    )
+    assert run.status == "success", [(p.phase, p.status, p.error_line()) for p in run.phases]
+    gold_phase, bi_phase = run.result("silver_enhancement"), run.result("bi_analytics")
+    assert (gold_phase.status, bi_phase.status) == ("skipped", "skipped")
+    assert gold_phase.reason.startswith("not an AIMS lake: aims_assets, aims_assetlocations")
+    assert str(settings.paths.bronze) in gold_phase.reason
+    assert "aims_consentmilestones, aims_noncompliances" in bi_phase.reason
+    assert not settings.paths.gold.exists() or not any(settings.paths.gold.iterdir())
+    assert not (settings.paths.reports / "bi_kpis.parquet").exists()
+    log = json.loads(run.log_path.read_text())
+    assert log["status"] == "success"
+    assert log["skipped_phases"]["silver_enhancement"] == gold_phase.reason
+    monitoring = run.result("monitoring").metrics
+    assert (monitoring["pass_rate"], monitoring["loads_failed"]) == (0.0, 2)
+    dashboard = reports.dashboard_path(settings).read_text()
+    phases = dict(re.findall(r'<tr data-phase="(\w+)" data-status="(\w+)">', dashboard))
+    assert phases["silver_enhancement"] == phases["bi_analytics"] == "skipped"
+    assert "not an AIMS lake: aims_assets" in dashboard
+    pass_rate = re.search(r'id="card-pass-rate"><div class="v">([^<]*)<', dashboard).group(1)
+    assert pass_rate == "0.0%"

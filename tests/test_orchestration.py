@@ -28,10 +28,12 @@ from aims_nb_utils.notebook_support import record_phase_metrics
 from aims_nb_utils.settings import KEYS
 
 REPO = Path(__file__).resolve().parents[1]
+SKIP_TEXT = "not an AIMS lake: aims_assets, aims_routes missing in Bronze and Silver"
 
 
 def write_phase_notebook(folder: Path, phase: orch.Phase, behaviour: str = "ok") -> Path:
-    """A stand-in phase notebook: 'ok', 'raise', 'no_metrics', 'sleep' or 'undeclared'."""
+    """A stand-in phase notebook: 'ok', 'raise', 'no_metrics', 'sleep', 'undeclared', 'skip'
+    (records that it does not apply) or 'skip_then_raise'."""
     params = "aims_home = None\nrun_id = None\n"
     if behaviour != "undeclared":
         params += "dq_threshold = None\n"
@@ -41,6 +43,11 @@ def write_phase_notebook(folder: Path, phase: orch.Phase, behaviour: str = "ok")
         + (", dq_threshold=dq_threshold" if behaviour != "undeclared" else "")
         + ", show=False)\n"
     )
+    if behaviour in ("skip", "skip_then_raise"):
+        body += f"ctx.record_skip({SKIP_TEXT!r}, {{'tables': 0}})\n"
+        if behaviour == "skip_then_raise":
+            body += "raise RuntimeError('broke after the skip')\n"
+        behaviour = "no_metrics"  # the skip is the metrics
     if behaviour == "raise":
         body += "raise ValueError('bronze file aims_assets.parquet is truncated')\n"
     if behaviour == "sleep":
@@ -482,3 +489,85 @@ def test_plan_shows_which_phases_run_and_which_setting_decided(home: Path) -> No
     assert rows["profiling"][2] == "True" and rows["silver_enhancement"][2] == "True"
     assert rows["validation_ingestion"][2:4] == ["False", "run_ingestion=false"]
     assert not (home / "config").exists(), "--plan must not run or write anything"
+
+
+# --- phases that do not apply -------------------------------------------------------------------
+
+
+def test_a_phase_that_does_not_apply_is_skipped_with_its_reason_and_the_run_succeeds(
+    home: Path, notebooks: Path
+) -> None:
+    write_phase_notebook(notebooks, orch.PHASES[0])
+    write_phase_notebook(notebooks, orch.PHASES[1], "skip")
+    write_phase_notebook(notebooks, orch.PHASES[2])
+    settings, overrides = three_phase_settings(home)
+    reporter = QuietReporter()
+    run = orch.run_pipeline(
+        settings, overrides=overrides, runner=orch.PapermillRunner(notebooks), reporter=reporter
+    )
+    statuses = [run.result(n).status for n in ("profiling", "ingestion", "monitoring")]
+    assert statuses == ["success", "skipped", "success"]  # a skip does not stop the run
+    skipped = run.result("ingestion")
+    assert skipped.reason == SKIP_TEXT and skipped.error is None
+    assert skipped.metrics["tables"] == 0  # the figures recorded with the skip are kept
+    assert run.status == "success" and run.ok
+    log = json.loads(run.log_path.read_text())
+    assert log["status"] == "success"
+    assert log["skipped_phases"]["validation_ingestion"] == SKIP_TEXT
+    logged = {p["phase"]: p for p in log["phases"]}["validation_ingestion"]
+    assert (logged["status"], logged["reason"]) == ("skipped", SKIP_TEXT)
+    text = "\n".join(reporter.lines)
+    assert "validation_ingestion SKIPPED" in text and SKIP_TEXT in text
+    summary = {r["phase"]: r for r in run.summary_rows()}["validation_ingestion"]
+    assert (summary["status"], summary["details"]) == ("skipped", SKIP_TEXT)
+
+
+def test_an_error_after_a_recorded_skip_fails_the_phase(home: Path, notebooks: Path) -> None:
+    write_phase_notebook(notebooks, orch.PHASES[0], "skip_then_raise")
+    overrides = orch.selection_overrides(["profiling"])
+    settings = make_settings(home, **overrides)
+    run = orch.run_pipeline(
+        settings,
+        overrides=overrides,
+        runner=orch.PapermillRunner(notebooks),
+        reporter=QuietReporter(),
+    )
+    result = run.result("profiling")
+    assert result.status == "failed" and result.error["ename"] == "RuntimeError"
+    assert run.status == "failed"
+
+
+def test_a_skip_needs_a_reason(home: Path) -> None:
+    settings = make_settings(home)
+    for bad in ("", "  ", 3):
+        with pytest.raises(orch.PhaseMetricsError, match="skip_reason must be a non-empty text"):
+            record_phase_metrics(settings, "r1", "gold", {orch.SKIP_KEY: bad})
+    with pytest.raises(orch.PhaseMetricsError, match="needs a reason"):
+        orch.phase_skip("")
+    # None says "the phase applied": the status is then computed as usual
+    record_phase_metrics(settings, "r1", "gold", {orch.SKIP_KEY: None, "fact_rows": 5})
+    assert orch.skip_reason(orch.read_phase_metrics(settings, "r1", "gold")) is None
+
+
+def test_run_all_exits_0_when_phases_succeed_or_are_skipped(home: Path, notebooks: Path) -> None:
+    write_phase_notebook(notebooks, orch.PHASES[0], "skip")
+    write_phase_notebook(notebooks, orch.PHASES[1])
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "run_all.py"),
+            "--home",
+            str(home),
+            "--notebooks-dir",
+            str(notebooks),
+            "--phases",
+            "profiling,ingestion",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "profiling SKIPPED" in done.stdout and SKIP_TEXT in done.stdout
+    # the run's own line: skipped phases do not fail it
+    assert re.search(r"^run \S+: SUCCESS in", done.stdout, re.MULTILINE), done.stdout

@@ -15,11 +15,12 @@ from aims_nb_utils.ingestion import ingest_tables, row_hashes
 from aims_nb_utils.profiling import profile_tables
 from aims_nb_utils.quarantine import (
     FAILED_RULES,
-    KEY_UNIQUE,
     REASON,
     ROW_HASH,
     count_by_rule,
+    duplicate_key_id,
     evaluate,
+    key_not_null_id,
     quarantine_rows,
     row_rules,
 )
@@ -138,18 +139,52 @@ def _rules(*expectations: Expectation) -> RuleFile:
 def test_key_rules_apply_only_where_the_rule_file_has_none() -> None:
     data = pa.table({"ID": ["1", "2", "2.0", "None"], "CODE": ["a", "b", "c", "d"]})
     types = silver_types("aims_phases", data.column_names)
-    rules, _ = row_rules("aims_phases", _rules(), types, data.column_names)
+    rules, _ = row_rules("aims_phases", _rules(), types, data.column_names, ["ID"])
     ids = [r.rule_id for r in rules]
-    assert "silver_key_not_null(ID)" in ids and KEY_UNIQUE in ids
+    assert key_not_null_id(["ID"]) in ids and duplicate_key_id(["ID"]) in ids
     matrix = evaluate(
         data, rules, PLACEHOLDERS, cast_failures={c: np.zeros(4, bool) for c in data.column_names}
     )
     by_rule = dict(zip(ids, matrix.T, strict=True))
-    assert by_rule[KEY_UNIQUE].tolist() == [False, True, True, False]  # '2' and '2.0' are one key
-    assert by_rule["silver_key_not_null(ID)"].tolist() == [False, False, False, True]
+    # '2' and '2.0' are one key
+    assert by_rule["duplicate_key(ID)"].tolist() == [False, True, True, False]
+    assert by_rule["key_not_null(ID)"].tolist() == [False, False, False, True]
     unique = Expectation("expect_column_values_to_be_unique", {"column": "ID"})
-    rules, _ = row_rules("aims_phases", _rules(unique), types, data.column_names)
-    assert KEY_UNIQUE not in [r.rule_id for r in rules]
+    rules, _ = row_rules("aims_phases", _rules(unique), types, data.column_names, ["ID"])
+    assert "duplicate_key(ID)" not in [r.rule_id for r in rules]
+    # no key, no key rules: a keyless table is loaded as a snapshot
+    rules, _ = row_rules("aims_phases", _rules(), types, data.column_names)
+    assert not [r for r in rules if r.check in ("key_not_null", "key_unique")]
+
+
+def test_a_composite_key_flags_every_row_of_a_duplicated_combination() -> None:
+    data = pa.table(
+        {
+            "k1": pa.array([1, 1, 1, 2, None, None], pa.int32()),
+            "k2": ["a", "b", "a", "a", "x", "x"],
+        }
+    )
+    types = silver_types(
+        "t", data.column_names, None, dict(zip(data.column_names, data.schema.types, strict=True))
+    )
+    rules, _ = row_rules("t", None, types, data.column_names, ["k1", "k2"])
+    by_id = {r.rule_id: j for j, r in enumerate(rules)}
+    matrix = evaluate(data, rules, PLACEHOLDERS, cast_failures={})
+    dup = matrix[:, by_id["duplicate_key(k1, k2)"]].tolist()
+    assert dup == [True, False, True, False, False, False]  # a null part never collides
+    assert matrix[:, by_id["key_not_null(k1, k2)"]].tolist() == [False] * 4 + [True, True]
+    q = quarantine_rows(data, matrix, rules, "run", np.arange(6))
+    reasons = q.column(REASON).to_pylist()
+    assert "key (k1, k2) = ('1', 'a') occurs more than once" in reasons[0]
+    assert "[duplicate_key(k1, k2)]" in reasons[0]
+    # a compound uniqueness rule on the key replaces the implicit key rule
+    compound = Expectation("expect_compound_columns_to_be_unique", {"column_list": ["k2", "k1"]})
+    rules, _ = row_rules("t", _rules(compound), types, data.column_names, ["k1", "k2"])
+    ids = [r.rule_id for r in rules]
+    assert "duplicate_key(k1, k2)" not in ids
+    assert "expect_compound_columns_to_be_unique(k2, k1)" in ids
+    matrix = evaluate(data, rules, PLACEHOLDERS, cast_failures={})
+    assert matrix[:, ids.index("expect_compound_columns_to_be_unique(k2, k1)")].tolist() == dup
 
 
 def test_rules_that_do_not_quarantine_and_absent_columns_are_left_out() -> None:

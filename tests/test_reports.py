@@ -190,8 +190,19 @@ def test_completeness_is_100_minus_mean_null_percent_of_the_results_run(lake: Se
 def test_overall_figures_and_failure_counts(lake: Settings) -> None:
     report = reports.build_monitoring_report(lake, now=NOW)
     o = report.overall
-    assert (o["tables"], o["passed"], o["failed"], o["skipped"], o["errors"]) == (4, 2, 1, 1, 0)
-    assert o["pass_rate"] == pytest.approx(100 * 2 / 3)  # the skipped empty table is not judged
+    # aims_tracks has no verdict but its latest load was not promoted: it is in the figures
+    assert (o["tables"], o["passed"], o["failed"], o["skipped"], o["errors"]) == (5, 2, 1, 1, 0)
+    assert o["no_verdict"] == 1
+    assert (o["loads_ok"], o["loads_failed"], o["loads_not_promoted"], o["never_loaded"]) == (
+        2,
+        1,
+        1,
+        1,
+    )
+    # passing: aims_assets only (aims_sites PASSED but its latest load failed); judged: assets,
+    # routes, sites (verdicts) and tracks (not promoted); the skipped empty table is not judged
+    assert (o["passing"], o["judged"]) == (1, 4)
+    assert o["pass_rate"] == pytest.approx(25.0)
     assert o["avg_quality_score"] == pytest.approx((96 + 70 + 100) / 3)
     assert o["validity"] == pytest.approx((100 + 80 + 100) / 3)
     assert o["consistency"] == pytest.approx((100 + 0) / 2)  # aims_sites has no such rule
@@ -204,13 +215,13 @@ def test_overall_figures_and_failure_counts(lake: Settings) -> None:
 
 def test_targets_are_computed_verdicts(lake: Settings) -> None:
     default = reports.build_monitoring_report(lake, now=NOW).targets.set_index("metric")
-    # pass rate 66.7 < 80, score 88.7 >= 85, completeness 92.5 < 95
+    # pass rate 25 < 80, score 88.7 >= 85, completeness 92.5 < 95
     assert default["verdict"].to_dict() == {
         "pass_rate": "missed",
         "quality_score": "met",
         "completeness": "missed",
     }
-    relaxed = reports.Targets(pass_rate=60, quality_score=90, completeness=92.5)
+    relaxed = reports.Targets(pass_rate=25, quality_score=90, completeness=92.5)
     verdicts = reports.build_monitoring_report(lake, targets=relaxed, now=NOW).targets
     assert verdicts.set_index("metric")["verdict"].to_dict() == {
         "pass_rate": "met",
@@ -354,10 +365,106 @@ def test_monitor_command_exit_code_follows_the_targets(
     home = str(lake.paths.home)
     assert main(["monitor", "--home", home, "--strict", "--no-html"]) == 1  # two targets missed
     out = capsys.readouterr().out
-    assert "Pass rate              66.67%  >= 80%  missed" in out
+    assert "Pass rate              25.00%  >= 80%  missed" in out
+    assert "loads: 2 loaded, 1 failed, 1 not promoted, 1 never loaded" in out
     assert not reports.dashboard_path(lake).exists()
-    relaxed = ["--target-pass-rate", "60", "--target-completeness", "90"]
+    relaxed = ["--target-pass-rate", "25", "--target-completeness", "90"]
     assert main(["monitor", "--home", home, "--strict", *relaxed]) == 0
     assert reports.dashboard_path(lake).is_file()
     assert main(["monitor", "--home", home, "--target-pass-rate", "0.8"]) == 2  # a fraction
     assert "write 80, not 0.8" in capsys.readouterr().err
+
+
+# --- failed loads and the pipeline run in the headline ---------------------------------------------
+
+
+def _all_passed_but_every_load_failed(settings: Settings, tables: list[str]) -> None:
+    files = {
+        t: {"status": "PASSED", "score": 100.0, "row_count": 3, "failures": []} for t in tables
+    }
+    settings.paths.results.mkdir(parents=True, exist_ok=True)
+    reports.results_path(settings).write_text(json.dumps({"run_id": RUN2, "files": files}))
+    db = settings.paths.state_db
+    for table in tables:
+        _write_bronze(settings, table, NOW - timedelta(hours=2))
+        load = state.start_load(db, RUN2, table, (NOW - timedelta(hours=1)).isoformat(), 3)
+        state.finish_load(
+            db, load, ended_at=NOW.isoformat(), status="error", error=f"cannot write {table}"
+        )
+
+
+def _card(text: str, name: str) -> str:
+    match = re.search(rf'<div class="card" id="card-{name}">(.*?)</div></div>', text)
+    assert match, f"no {name} card"
+    return re.sub(r"<[^>]+>", " ", match.group(1))
+
+
+def test_every_load_failed_is_not_a_100_percent_pass_rate(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    _all_passed_but_every_load_failed(settings, ["orders", "customer", "nation"])
+    report = reports.build_monitoring_report(settings, now=NOW)
+    o = report.overall
+    assert o["passed"] == 3  # the verdicts alone would say 100 %
+    assert (o["loads_failed"], o["passing"], o["judged"], o["pass_rate"]) == (3, 0, 3, 0.0)
+    targets = report.targets.set_index("metric")
+    assert targets.loc["pass_rate", "verdict"] == "missed"
+    assert report.metrics()["loads_failed"] == 3 and report.metrics()["targets_missed"] >= 1
+    text = reports.render_dashboard(report)
+    assert "0.0%" in _card(text, "pass-rate") and "0 of 3 tables" in _card(text, "pass-rate")
+    assert "3 failed" in _card(text, "loads")
+    assert "1 missed" in _card(text, "targets")
+    assert "100.0%" not in _card(text, "pass-rate")
+    assert "cannot write orders" in text  # the load's error is in the tables section
+    assert any("did not reach Silver" in n and "orders (load failed)" in n for n in report.notes)
+
+
+def test_a_table_errored_in_validation_counts_against_the_pass_rate(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "home")
+    files = {
+        "orders": {"status": "PASSED", "score": 100.0, "row_count": 3, "failures": []},
+        "lineitem": {"status": "ERROR", "score": None, "row_count": None, "failures": []},
+    }
+    settings.paths.results.mkdir(parents=True)
+    reports.results_path(settings).write_text(json.dumps({"run_id": RUN2, "files": files}))
+    o = reports.build_monitoring_report(settings, now=NOW).overall
+    assert (o["errors"], o["judged"], o["pass_rate"]) == (1, 2, 50.0)
+
+
+def test_dashboard_shows_each_phase_of_the_latest_run_with_why(tmp_path: Path) -> None:
+    from aims_nb_utils import orchestration as orch
+
+    settings = make_settings(tmp_path / "home")
+    settings.paths.results.mkdir(parents=True)
+    reports.results_path(settings).write_text(json.dumps(RESULTS))
+    reason = "not an AIMS lake: aims_assets, aims_routes missing in Bronze (/x) and Silver"
+    log = {
+        "run_id": "run-7",
+        "status": "success",
+        "start_time": "2025-03-01T10:00:00+00:00",
+        "phases": [
+            orch.PhaseResult("monitoring", "03.ipynb", "success", 1.0, metrics={"t": 2}).to_log(),
+            orch.PhaseResult("silver_enhancement", "05.ipynb", "skipped", reason=reason).to_log(),
+            orch.PhaseResult(
+                "bi_analytics",
+                "08.ipynb",
+                "failed",
+                error={"notebook": "08", "ename": "BiSourceError", "evalue": "no Gold"},
+            ).to_log(),
+        ],
+    }
+    (settings.paths.results / "orchestration_log_20250301_100000.json").write_text(json.dumps(log))
+    text = reports.render_dashboard(reports.build_monitoring_report(settings, now=NOW))
+    rows = dict(re.findall(r'<tr data-phase="(\w+)" data-status="(\w+)">', text))
+    assert rows == {
+        "monitoring": "success",
+        "silver_enhancement": "skipped",
+        "bi_analytics": "failed",
+    }
+    assert html_escape(reason) in text and "BiSourceError: no Gold" in text
+    assert "1 phase(s) skipped" in text
+
+
+def html_escape(text: str) -> str:
+    import html
+
+    return html.escape(text)

@@ -222,3 +222,43 @@ def test_cli_dry_run_then_apply(rules_copy: Path, tmp_path: Path, capsys) -> Non
 
     assert cli.main(["adjust-thresholds", "--threshold", "0.92", *base]) == 2
     assert "write 92, not 0.92" in capsys.readouterr().err
+
+
+def test_compound_uniqueness_rules_and_type_overrides_load_and_save(tmp_path: Path) -> None:
+    from aims_nb_utils.rules import dump_rule_file, parse_rule_file
+
+    raw = {
+        "keys": [["l_orderkey", "l_linenumber"]],
+        "types": {"l_shipdate": "date"},
+        "expectations": [
+            {
+                "expectation_type": "expect_compound_columns_to_be_unique",
+                "kwargs": {"column_list": ["l_orderkey", "l_linenumber"]},
+            }
+        ],
+    }
+    rule_file = parse_rule_file(raw, tmp_path / "lineitem_validation.yml")
+    rule = rule_file.expectations[0]
+    assert rule.rule_id == "expect_compound_columns_to_be_unique(l_orderkey, l_linenumber)"
+    assert rule.columns == ["l_orderkey", "l_linenumber"] and rule.quarantines_rows
+    assert rule.dimension == "uniqueness" and rule_file.types == {"l_shipdate": "date"}
+    again = parse_rule_file(
+        yaml.safe_load(dump_rule_file(rule_file)), tmp_path / "x_validation.yml"
+    )
+    assert again.types == rule_file.types and again.expectations[0].kwargs == rule.kwargs
+    bad = {**raw, "expectations": [{**raw["expectations"][0], "kwargs": {"column_list": "a"}}]}
+    with pytest.raises(RuleFileError, match="column_list"):
+        parse_rule_file(bad, tmp_path / "lineitem_validation.yml")
+    with pytest.raises(RuleFileError, match="types"):
+        parse_rule_file({**raw, "types": {"l_shipdate": "datetime"}}, tmp_path / "l_validation.yml")
+
+
+def test_the_date_pattern_accepts_utc_offsets_only_after_a_time() -> None:
+    import re
+
+    from aims_nb_utils.rules import TYPE_PATTERNS
+
+    ok = ["2013-01-01T10:00:00Z", "2021-03-04 05:06:07+02:00", "2021-03-04 05:06:07 -0500"]
+    bad = ["2021-03-04Z", "2021-03-04-05", "2021-03-04 05:06:07+25:00"]
+    assert all(re.match(TYPE_PATTERNS["date"], v) for v in ok)
+    assert not any(re.match(TYPE_PATTERNS["date"], v) for v in bad)

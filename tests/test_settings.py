@@ -142,3 +142,11 @@ def test_repository_pipeline_yaml_is_valid_and_complete() -> None:
     repo_yaml = Path(__file__).resolve().parents[1] / "config" / "pipeline.yaml"
     settings = load_settings(env={}, config_file=repo_yaml)
     assert set(settings.values) == set(KEYS)
+
+
+def test_delta_retention_hours_must_not_be_negative() -> None:
+    from aims_nb_utils.errors import SettingsError
+
+    assert load_settings(env={}).delta_retention_hours == 1.0
+    with pytest.raises(SettingsError, match="delta_retention_hours.*must be at least 0"):
+        load_settings(env={"AIMS_DELTA_RETENTION_HOURS": "-1"})

@@ -66,3 +66,12 @@ def test_failed_transaction_leaves_previous_watermark(tmp_path: Path) -> None:
             db, table_name="t", fingerprint=None, rows=2, run_id="r2", updated_at="x"
         )
     assert state.get_watermark(db, "t")["fingerprint"] == "a"
+
+
+def test_a_state_database_that_is_not_one_names_the_file_and_the_fix(tmp_path) -> None:
+    from aims_nb_utils.state import StateError, load_history
+
+    db = tmp_path / "aims_state.db"
+    db.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StateError, match=r"aims_state.db: .*not a database -> move the file aside"):
+        load_history(db)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -164,3 +165,26 @@ def test_fabric_puts_silver_and_gold_as_delta_tables_under_tables_root(
     assert gold == lakehouse / "Tables" / "DIM_Asset"
     assert quarantine.parent == lakehouse / "Files" / "quarantine"
     assert storage.read_table(fabric, "silver", "aims_assets").equals(ROWS)
+
+
+def test_readers_see_a_committed_publish_before_it_is_installed(tmp_path) -> None:
+    """After the manifest (the commit point) and before the renames, both layers read new."""
+    settings = load_settings(env={}, home=tmp_path)
+    old, new = pa.table({"x": [1, 2]}), pa.table({"x": [3, 4, 5]})
+    for layer in ("silver", "quarantine"):
+        storage.write_table(settings, layer, "t", old)
+    staged = []
+    for layer in ("silver", "quarantine"):
+        writer = storage.TableWriter(settings, layer, "t", new.schema)
+        writer.write(new)
+        staged.append(writer.stage())
+    assert storage.read_table(settings, "silver", "t").equals(old)  # staged: nothing visible
+    manifest = storage._manifest_path(settings, "t")
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps({"table": "t", "tables": [vars(s) for s in staged]}))
+    for layer in ("silver", "quarantine"):  # committed, nothing installed yet
+        assert storage.read_table(settings, layer, "t").equals(new)
+    assert storage.recover_publishes(settings) == ["t"]
+    assert not manifest.exists() and all(not Path(s.staged).exists() for s in staged)
+    for layer in ("silver", "quarantine"):
+        assert storage.read_table(settings, layer, "t").equals(new)

@@ -155,3 +155,50 @@ def test_casts_agree_with_the_type_patterns_on_the_sample_lake(lake_home: Path, 
     assert checked > 1000
     if kind != "integer":  # the generator injects bad dates and numbers: the check saw some
         assert failures > 0
+
+
+def test_source_types_win_over_rules_and_overrides_win_over_sources() -> None:
+    from aims_nb_utils.rules import GENERATED_MARKER, GENERATOR_NAME
+
+    generated = {GENERATED_MARKER: GENERATOR_NAME, "value_type": "integer"}
+    rule_file = RuleFile(
+        table="t",
+        expectations=[
+            Expectation(
+                "expect_column_values_to_match_regex", {"column": "n", "regex": "x"}, generated
+            ),
+            Expectation(
+                "expect_column_values_to_match_regex", {"column": "code", "regex": "x"}, generated
+            ),
+            Expectation(
+                "expect_column_values_to_match_regex",
+                {"column": "at", "regex": "x"},
+                {"value_type": "date", "timezone": "UTC"},
+            ),
+        ],
+        types={"ratio": "string"},
+    )
+    bronze = {"n": pa.int32(), "ratio": pa.float64(), "code": pa.string(), "at": pa.string()}
+    types = {t.column: t for t in silver_types("t", list(bronze), rule_file, bronze)}
+    assert (types["n"].origin, types["n"].arrow_type) == ("source", pa.int32())
+    assert not types["n"].needs_cast
+    assert (types["ratio"].origin, types["ratio"].arrow_type) == ("override", pa.string())
+    assert (types["code"].origin, types["code"].arrow_type) == ("inferred", pa.int64())
+    assert types["at"].origin == "rule file"  # no generator marker: a person wrote it
+    assert types["at"].arrow_type == pa.timestamp("us", tz="UTC")
+    raw = pa.table(
+        {
+            "n": pa.array([1, None], pa.int32()),
+            "ratio": [1.5, 2.0],
+            "code": ["7.0", "x"],
+            "at": ["2013-01-01T10:00:00Z", None],
+        }
+    )
+    typed, failures = type_table(raw, list(types.values()), PLACEHOLDERS)
+    assert typed.schema.field("n").type == pa.int32() and typed.column("n").to_pylist() == [1, None]
+    assert typed.column("ratio").to_pylist() == ["1.5", "2"]
+    assert typed.column("code").to_pylist() == [7, None] and failures["code"].tolist() == [
+        False,
+        True,
+    ]
+    assert typed.column("at")[0].as_py() == dt.datetime(2013, 1, 1, 10, tzinfo=dt.timezone.utc)
