@@ -369,7 +369,7 @@ def test_cli_prints_a_summary_and_exits_by_outcome(
     assert code == 0
     assert EXTRA_TABLE in out and "weighted" in out and RESULTS_FILE in out
     document = json.loads((settings.paths.results / RESULTS_FILE).read_text())
-    assert set(document["files"]) == {EXTRA_TABLE, "aims_assets"}
+    assert set(document["validated_in_run"]) == {EXTRA_TABLE, "aims_assets"}
 
     code = main(["validate-dq", "--home", home, "--tables", CORRUPTED, "--max-workers", "1"])
     assert code == 1
