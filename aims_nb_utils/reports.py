@@ -102,6 +102,9 @@ class ValidationRun:
     threshold: float | None
     summary: dict[str, Any]
     tables: dict[str, dict[str, Any]]
+    # Tables the latest run validated; the others keep verdicts from earlier runs. None for a
+    # legacy results file, which was always a whole run.
+    validated_in_run: list[str] | None = None
 
 
 def results_path(settings: Settings) -> Path:
@@ -154,6 +157,11 @@ def load_results(source: Settings | str | Path) -> ValidationRun:
         threshold=float(threshold) if isinstance(threshold, (int, float)) else None,
         summary=raw.get("summary") or {},
         tables=tables,
+        validated_in_run=(
+            [str(t) for t in raw["validated_in_run"]]
+            if isinstance(raw.get("validated_in_run"), list)
+            else None
+        ),
     )
 
 
@@ -648,6 +656,16 @@ def build_monitoring_report(
     tables = table_metrics(run, completeness, loads)
     overall = overall_metrics(tables)
     notes = []
+    in_run = run.validated_in_run
+    if in_run is not None and set(in_run) != set(run.tables):
+        earlier = sorted(set(run.tables) - set(in_run))
+        notes.append(
+            f"validated in this run ({run.run_id}): {len(in_run)} of {len(run.tables)} tables"
+            + (f" ({', '.join(sorted(in_run)[:10])})" if in_run else "")
+            + f"; {len(earlier)} keep their verdict from an earlier run: "
+            + ", ".join(earlier[:10])
+            + (" ..." if len(earlier) > 10 else "")
+        )
     blocked = tables[tables["load_outcome"].isin(list(LOAD_FAILED_STATUSES.values()))]
     if len(blocked):
         notes.append(

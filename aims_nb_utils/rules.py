@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 
 from .errors import RuleFileError
@@ -226,6 +228,24 @@ def _check_threshold(path: Path, key: str, value: Any) -> float:
     return float(value)
 
 
+def _check_regex(path: Path, where: str, kwargs: dict[str, Any]) -> None:
+    """A pattern must compile in both dialects that run it: Python's ``re`` (GX's pandas
+    expectation) and RE2 (Arrow's masks for quarantine). A pattern only one accepts would give a
+    verdict and a quarantine that disagree, so the whole file is refused at load time instead."""
+    regex = kwargs.get("regex")
+    if not isinstance(regex, str) or not regex:
+        raise RuleFileError(path, f"{where}: kwargs.regex is missing or not text")
+    try:
+        re.compile(regex)
+        pc.match_substring_regex(pa.array([""]), regex)
+    except (re.error, pa.ArrowInvalid) as exc:
+        raise RuleFileError(
+            path,
+            f"{where}: regex {regex!r} does not compile ({str(exc).splitlines()[0]})",
+            hint="fix the pattern (RE2 syntax: no look-arounds or back-references) or remove the rule",
+        ) from None
+
+
 def parse_keys(raw: Any, where: str) -> list[list[str]]:
     """``keys`` as a list of keys, each a list of column names; one column may be written alone.
 
@@ -313,6 +333,8 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
                     f"{where} ({etype}, column {kwargs.get('column')}): mostly={mostly!r} must be a fraction 0-1",
                     hint="GX's mostly is a fraction (0.95); thresholds elsewhere are percentages",
                 )
+        if etype == "expect_column_values_to_match_regex":
+            _check_regex(path, f"{where} ({etype}, column {kwargs.get('column')})", kwargs)
         expectations.append(Expectation(etype, kwargs, meta))
     thresholds_raw = raw.pop("quality_thresholds", None) or dict(DEFAULT_QUALITY_THRESHOLDS)
     if not isinstance(thresholds_raw, dict):

@@ -384,7 +384,8 @@ def test_a_worker_whose_run_is_gone_publishes_nothing(
 def test_a_partial_validation_merges_into_the_previous_verdicts(home: Path) -> None:
     """Fault: `validate-dq --tables X` (or an incremental ingest) rewrote the results file with
     X only, and monitoring reported "1 table" for the lake. Asserts: every table keeps a verdict
-    with its own run id; the summary counts the lake; the run's own tables are listed."""
+    with its own run id; the summary counts the lake; the run's own tables are listed, and
+    monitoring says which tables this run validated and which verdicts are older."""
     from aims_nb_utils.validation import RESULTS_FILE, validate_tables
 
     settings = _settings(home)
@@ -397,6 +398,16 @@ def test_a_partial_validation_merges_into_the_previous_verdicts(home: Path) -> N
     assert document["run_summary"]["total"] == 1
     runs = {t: e["run_id"] for t, e in document["files"].items()}
     assert runs == {t: (second.run_id if t == "nation" else first.run_id) for t in TABLES}
+    from aims_nb_utils.reports import build_monitoring_report
+
+    report = build_monitoring_report(settings)
+    assert report.overall["tables"] == len(TABLES)
+    said = [n for n in report.notes if n.startswith("validated in this run")]
+    assert said == [
+        f"validated in this run ({second.run_id}): 1 of {len(TABLES)} tables (nation); "
+        f"{len(TABLES) - 1} keep their verdict from an earlier run: "
+        + ", ".join(sorted(set(TABLES) - {"nation"}))
+    ]
     (home / "data" / "bronze" / "region.parquet").unlink()  # a table that left the lake
     settings.paths.rule_file("region").unlink()
     validate_tables(settings, tables=["nation"])
@@ -607,6 +618,38 @@ def test_a_delta_panic_is_one_clean_line(home: Path, monkeypatch: pytest.MonkeyP
     assert "\x1b[" not in error and "\n" not in error
 
 
+def test_a_regex_that_does_not_compile_is_an_error_naming_the_rule(home: Path) -> None:
+    """Fault: a rule whose regex does not compile made the table FAILED (a verdict on data) and
+    ingestion said "unexpected ArrowInvalid: Invalid regular expression". Asserts: the table is
+    ERROR, validation and ingestion both name the rule file, the rule and the column, and every
+    other table is still validated and loaded."""
+    from aims_nb_utils.validation import validate_tables
+
+    settings = _settings(home)
+    rules = _rules("nation", KEYS["nation"])
+    rules.expectations.append(
+        Expectation(
+            "expect_column_values_to_match_regex",
+            {"column": "n_name", "regex": "^[A-Z"},
+            {"severity": "low"},
+        )
+    )
+    save_rule_file(rules, settings.paths.rule_file("nation"))
+    run = validate_tables(settings)
+    nation = run.tables["nation"]
+    assert nation.status == "ERROR"
+    for words in ("nation_validation", "expectations[2]", "column n_name", "does not compile"):
+        assert words in (nation.error or ""), nation.error
+    others = {t: r.status for t, r in run.tables.items() if t != "nation"}
+    assert set(others) == set(TABLES) - {"nation"}
+    assert set(others.values()) <= {"PASSED", "FAILED"}  # judged on their data, not stopped
+    result = _ingest(home)
+    loaded = result.tables
+    assert "does not compile" in (loaded["nation"].error or "")
+    assert "unexpected" not in (loaded["nation"].error or "")
+    assert all(loaded[t].error is None for t in TABLES if t != "nation")
+
+
 def test_repair_on_a_read_only_bronze_says_so(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -667,6 +710,33 @@ def test_a_misspelt_aims_variable_is_named() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", SettingsWarning)
         load_settings(env={"AIMS_MAX_WORKERS": "4", "AIMS_BRONZE_DIR": "/tmp/b"})
+
+
+def test_quarantine_columns_keep_the_bronze_types_whatever_the_run(home: Path) -> None:
+    """Fault: an int64 Bronze column changed the type of the table's quarantine column between
+    runs (a run with nothing quarantined and one with rows wrote different types). Asserts: the
+    quarantine of every table has the Bronze schema plus the quarantine columns, on a run with no
+    quarantined row and on a later one with some, for parquet and Delta."""
+    from aims_nb_utils.quarantine import quarantine_schema
+
+    bronze = home / "data" / "bronze"
+    settings = _settings(home)
+    strict = _rules("customer", KEYS["customer"])
+    strict.expectations[-1].kwargs["min_value"] = -100000  # first drop: nothing quarantined
+    save_rule_file(strict, settings.paths.rule_file("customer"))
+    for fmt in ("parquet", "delta"):
+        _ingest(home, storage_format=fmt, force=True)
+        first = storage.read_table(_settings(home, storage_format=fmt), "quarantine", "customer")
+        assert first.num_rows == 0
+        expected = quarantine_schema(pq.read_schema(bronze / "customer.parquet"))
+        assert first.schema.remove_metadata() == expected.remove_metadata()
+    save_rule_file(_rules("customer", KEYS["customer"]), settings.paths.rule_file("customer"))
+    for fmt in ("parquet", "delta"):
+        _ingest(home, storage_format=fmt, force=True)
+        later = storage.read_table(_settings(home, storage_format=fmt), "quarantine", "customer")
+        assert later.num_rows > 0
+        assert later.schema.remove_metadata() == expected.remove_metadata()
+        assert later.schema.field(KEYS["customer"]).type == pa.int64()
 
 
 def test_temp_files_of_dead_writers_are_cleaned_and_live_ones_kept(home: Path) -> None:
