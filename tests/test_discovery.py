@@ -500,3 +500,52 @@ def test_free_text_and_floats_are_never_keys(tmp_path: Path) -> None:
     )
     profile = profile_table(settings, "notes")
     assert profile.keys == [["code"]]
+
+
+def test_codes_with_leading_zeros_stay_text_in_silver(tmp_path: Path) -> None:
+    """An all-text export of zip codes: '01234' is a code, an integer would make it 1234."""
+    from aims_nb_utils import storage
+    from aims_nb_utils.ingestion import ingest_tables
+    from aims_nb_utils.typing_rules import silver_types
+
+    rng = np.random.default_rng(21)
+    zips = [f"{z:05d}" for z in rng.integers(0, 99_999, 2_000)]
+    settings = _lake(
+        tmp_path,
+        {
+            "addresses": {
+                "address_id": pa.array([str(i) for i in range(2_000)]),
+                "zip": pa.array(zips),
+                "floor": pa.array([str(f) for f in rng.integers(0, 30, 2_000)]),
+            }
+        },
+    )
+    profile_tables(settings, max_workers=1)
+    rule_file = load_rule_file(settings.paths.rule_file("addresses"))
+    names = ["address_id", "zip", "floor"]
+    types = {t.column: t for t in silver_types("addresses", names, rule_file)}
+    assert types["zip"].kind == "string"
+    assert "leading zero" in types["zip"].source  # what silver-schema prints
+    assert types["floor"].kind == "integer" and types["address_id"].kind == "integer"
+    ingest_tables(settings, tables=["addresses"])
+    silver = storage.read_table(settings, "silver", "addresses")
+    assert silver.schema.field("zip").type == pa.string()
+    assert sorted(silver["zip"].to_pylist()) == sorted(zips)
+
+
+def test_digits_stored_as_text_beside_typed_numbers_stay_text(tmp_path: Path) -> None:
+    """A file that types its numbers (int64 keys) and stores street numbers as text chose text."""
+    rng = np.random.default_rng(22)
+    settings = _lake(
+        tmp_path,
+        {
+            "addresses": {
+                "address_sk": pa.array(np.arange(1, 1_001), pa.int64()),
+                "street_number": pa.array([str(n) for n in rng.integers(1, 1_000, 1_000)]),
+            }
+        },
+    )
+    profile = profile_table(settings, "addresses")
+    street = next(c for c in profile.columns if c.name == "street_number")
+    assert street.inferred_type == "text"
+    assert street.text_reason and "address_sk (int64)" in street.text_reason
