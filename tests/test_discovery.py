@@ -549,3 +549,37 @@ def test_digits_stored_as_text_beside_typed_numbers_stay_text(tmp_path: Path) ->
     street = next(c for c in profile.columns if c.name == "street_number")
     assert street.inferred_type == "text"
     assert street.text_reason and "address_sk (int64)" in street.text_reason
+
+
+def test_usual_orphans_are_watched_by_the_verdict_not_quarantined(tmp_path: Path) -> None:
+    """nycflights13-like: 12 % of the children point at no parent, as the source always does."""
+    from aims_nb_utils import storage
+    from aims_nb_utils.ingestion import ingest_tables
+
+    rng = np.random.default_rng(23)
+    letters = np.array(list("ABCDEFGHJKLMNPRSTUVWXYZ"))
+    tails = {
+        f"N{n}{a}{b}"
+        for n, a, b in zip(rng.integers(100, 999, 900), *rng.choice(letters, (2, 900)), strict=True)
+    }
+    codes = sorted(tails)[:400]
+    unknown = sorted(tails)[400:460]  # tail numbers the planes table never listed
+    rows = 5_000
+    refs = rng.choice(codes, rows).astype(object)
+    orphan_rows = rng.random(rows) < 0.12
+    refs[orphan_rows] = rng.choice(unknown, int(orphan_rows.sum()))
+    settings = _lake(
+        tmp_path,
+        {
+            "planes": {"tailnum": pa.array(codes)},
+            "flights": {"flight_id": pa.array(np.arange(rows)), "tailnum": pa.array(list(refs))},
+        },
+    )
+    run = profile_tables(settings, max_workers=1)
+    assert run.foreign_keys == {("flights", "tailnum"): ("planes", "tailnum")}
+    rule = _reference_rule(settings, "flights", "tailnum")
+    assert rule.meta["quarantine"] is False
+    assert rule.meta["observed_orphan_rows"] == int(orphan_rows.sum())
+    assert "orphans are usual" in rule.meta["not_quarantined_because"]
+    ingest_tables(settings, tables=["flights"])
+    assert storage.count_rows(settings, "silver", "flights") == rows
