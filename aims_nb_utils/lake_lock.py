@@ -306,7 +306,13 @@ class _Lease:
 
     def _renew(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            if not self._still_ours():
+            try:
+                current = json.loads(self.path.read_text())
+            except FileNotFoundError:
+                current = {}
+            except (OSError, ValueError):
+                continue  # the mount hiccuped (or a write is landing): try at the next beat
+            if not isinstance(current, dict) or current.get("token") != self.body["token"]:
                 self.lost = True  # taken over while this process stalled: workers see it
                 return
             self.body["heartbeat_at"] = time.time()
