@@ -50,7 +50,7 @@ FLOORS_PY := $(FLOORS_VENV)/bin/python
 FLOORS_STAMP := $(FLOORS_VENV)/.aims-installed
 CORE_TESTS ?= tests/test_settings.py tests/test_environment.py tests/test_state.py \
 	tests/test_checks.py tests/test_rules.py tests/test_storage.py tests/test_profiling.py \
-	tests/test_validation.py tests/test_ingestion.py tests/test_fabric_mount.py
+	tests/test_validation.py tests/test_ingestion.py tests/test_repair.py tests/test_fabric_mount.py
 
 $(FLOORS_STAMP): pyproject.toml ci/floors.txt
 	@test -x $(FLOORS_PY) || $(PYTHON_BOOT) -m venv $(FLOORS_VENV)
