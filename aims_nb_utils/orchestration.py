@@ -46,6 +46,7 @@ was recorded still makes the phase ``failed``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -1007,6 +1008,12 @@ def make_runner(
     if engine == "fabric":
         return FabricRunner()
     if engine == "papermill":
+        if importlib.util.find_spec("papermill") is None:
+            raise OrchestrationError(
+                "the papermill runner needs papermill, a local tool the package does not install "
+                "by itself",
+                hint="pip install 'aims-nb-utils[local]' (make setup does), or run in Fabric",
+            )
         return PapermillRunner(
             resolve_notebooks_dir(settings, notebooks_dir), kernel_name, log_output=log_output
         )

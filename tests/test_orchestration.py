@@ -568,6 +568,20 @@ def test_make_runner_picks_fabric_only_inside_fabric(home: Path, notebooks: Path
             orch.make_runner(settings, engine="fabric")
 
 
+def test_the_papermill_runner_without_the_local_tools_says_what_to_install(
+    home: Path, notebooks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_phase_notebook(notebooks, orch.PHASES[0])
+    real_find_spec = orch.importlib.util.find_spec
+    monkeypatch.setattr(
+        orch.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "papermill" else real_find_spec(name, *a),
+    )
+    with pytest.raises(orch.OrchestrationError, match=r"aims-nb-utils\[local\]"):
+        orch.make_runner(make_settings(home), engine="papermill", notebooks_dir=notebooks)
+
+
 def test_widget_progress_shows_position_and_turns_red_on_failure(capsys) -> None:
     reporter = nbs.progress_reporter("widgets")
     assert isinstance(reporter, nbs.WidgetReporter)
