@@ -43,6 +43,7 @@ Silver and Gold then share one folder: Gold names (FACT_/DIM_) keep them apart.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -127,6 +128,32 @@ def _deltalake():  # noqa: ANN202 - module object
     except ImportError:  # pragma: no cover - deltalake is a dependency
         raise OptionalDependencyError("deltalake", "storage_format 'delta'") from None
     return deltalake
+
+
+def _write_options(deltalake: Any, options: dict[str, Any], empty: bool) -> dict[str, Any]:
+    """``options`` adapted to the installed deltalake's write_deltalake.
+
+    Before 1.0 (Fabric Python notebooks ship 0.18) the default engine is pyarrow, which cannot
+    merge schemas, so the Rust engine is asked for; but that one refuses to write no rows, which
+    only the pyarrow engine does (it then cannot merge: an empty append keeps the table's schema).
+    1.0 kept only the Rust engine, writes empty tables and dropped the ``engine`` argument."""
+    major = str(getattr(deltalake, "__version__", "1")).split(".")[0]
+    if not major.isdigit() or int(major) >= 1:
+        return options
+    if not empty:
+        return {**options, "engine": "rust"}
+    if options.get("schema_mode") == "merge":
+        options = {k: v for k, v in options.items() if k != "schema_mode"}
+    return {**options, "engine": "pyarrow"}
+
+
+def _first_rows(batches: Iterable[pa.RecordBatch]) -> tuple[bool, Iterable[pa.RecordBatch]]:
+    """Whether ``batches`` holds no row, and the batches to write (the iterator was advanced)."""
+    iterator = iter(batches)
+    first = next((batch for batch in iterator if batch.num_rows), None)
+    if first is None:
+        return True, []
+    return False, itertools.chain([first], iterator)
 
 
 def _is_delta(path: Path) -> bool:
@@ -438,15 +465,15 @@ def _write_delta(
     deltalake = _deltalake()
     path.parent.mkdir(parents=True, exist_ok=True)
     _fresh_delta_folder(path)
+    empty, batches = _first_rows(batches)
     reader = pa.RecordBatchReader.from_batches(schema, batches)
+    options = _write_options(deltalake, {"schema_mode": "overwrite"}, empty)
     _delta_call(
         settings,
         layer,
         table,
         path,
-        lambda: deltalake.write_deltalake(
-            str(path), reader, mode="overwrite", schema_mode="overwrite"
-        ),
+        lambda: deltalake.write_deltalake(str(path), reader, mode="overwrite", **options),
     )
     if settings is not None:
         _vacuum(settings, layer, table, path)
@@ -614,6 +641,7 @@ def write_table(
         target.parent.mkdir(parents=True, exist_ok=True)
         _fresh_delta_folder(target)
         options = {"schema_mode": "overwrite"} if mode == "overwrite" else {"schema_mode": "merge"}
+        options = _write_options(deltalake, options, data.num_rows == 0)
         _delta_call(
             settings,
             layer,
