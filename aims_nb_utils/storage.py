@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import json
 import os
 import re
@@ -223,6 +224,10 @@ def _as_delta_column(values: pa.Array | pa.ChunkedArray, target: pa.DataType) ->
         if pa.types.is_decimal(source):  # decimal256 beyond 38 digits: its exact text
             return pc.cast(values, pa.string())
         return _json_text(values)
+    if source == pa.float16():  # pyarrow < 16 has no cast kernel from half floats
+        numbers = values.to_numpy(zero_copy_only=False).astype("float32")
+        nulls = pc.is_null(values).to_numpy(zero_copy_only=False)
+        return pa.array(numbers, target, mask=nulls)
     return pc.cast(values, target, safe=not pa.types.is_timestamp(source))  # ns -> us truncates
 
 
@@ -625,16 +630,26 @@ def _write_delta(
     deltalake = _deltalake()
     path.parent.mkdir(parents=True, exist_ok=True)
     _fresh_delta_folder(path)
-    reader = pa.RecordBatchReader.from_batches(schema, batches)
-    _delta_call(
-        settings,
-        layer,
-        table,
-        path,
-        lambda: deltalake.write_deltalake(
-            str(path), reader, mode="overwrite", schema_mode="overwrite", **_write_options(path)
-        ),
-    )
+    batches = iter(batches)
+    first = next((batch for batch in batches if batch.num_rows), None)
+    if first is None and _accepts(deltalake.write_deltalake, "engine"):
+        # deltalake 0.x's Rust writer refuses no rows: CREATE OR REPLACE the table, empty.
+        def write() -> Any:
+            return deltalake.DeltaTable.create(
+                str(path), schema=schema, mode="overwrite", storage_options=storage_options(path)
+            )
+
+    else:
+        reader = pa.RecordBatchReader.from_batches(
+            schema, itertools.chain([first] if first is not None else [], batches)
+        )
+
+        def write() -> Any:
+            return deltalake.write_deltalake(
+                str(path), reader, mode="overwrite", schema_mode="overwrite", **_write_options(path)
+            )
+
+    _delta_call(settings, layer, table, path, write)
     if settings is not None:
         _maintain(settings, layer, table, path)
 
