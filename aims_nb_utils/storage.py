@@ -8,11 +8,16 @@ Layout, by ``settings.storage_format``:
   because replacing a folder is not atomic on POSIX; ``mode="append"`` therefore rewrites the file.
   A run killed mid-write leaves a ``.<name>.tmp-*`` file that :func:`remove_stale_temp_files` (called
   by ingestion under the lake lock) deletes.
-* ``delta``: a Delta table folder ``<layer root>/<table>/`` written with the ``deltalake`` package.
-  A write is one transaction (a new commit file in ``_delta_log``): readers keep seeing the previous
-  version until it commits, and a killed writer leaves only unreferenced data files, which
-  ``DeltaTable.vacuum`` removes. Streams are staged in a parquet file under ``<state>/staging`` first
-  so one pass over Bronze can feed Silver and quarantine at once.
+* ``delta``: a Delta table folder ``<layer root>/<table>/`` written with the ``deltalake`` package
+  (0.18, Fabric's Python notebooks, to 1.x). A write is one transaction (a new commit file in
+  ``_delta_log``): readers keep seeing the previous version until it commits, and a killed writer
+  leaves only unreferenced data files, which ``DeltaTable.vacuum`` removes. Streams are staged in a
+  parquet file under ``<state>/staging`` first so one pass over Bronze can feed Silver and
+  quarantine at once. A table with a key (Silver's row identity) gets each new version as one
+  MERGE on the key (changed rows updated, new ones inserted, gone ones deleted), so Delta history
+  and time travel show row changes; a keyless table is overwritten. Silver and Gold are stored in
+  the types Fabric's SQL analytics endpoint and Direct Lake read (:func:`delta_schema`: no
+  ``timestamp_ntz``, naive timestamps tagged UTC, unsigned integers widened, ...; docs/fabric.md).
 
 **One table, one unit.** Ingestion publishes a table's Silver, its quarantine and its state-DB record
 together (:func:`publish_unit`): both writers are *staged* (closed and fsynced, nothing visible),
@@ -26,13 +31,17 @@ point on every reader sees the new Silver and quarantine, and before it the prev
 one of each. A run killed after the commit point is finished by the next run, under the lake lock,
 before anything else (:func:`recover_publishes`, called by :func:`clean_staging`): installing is
 idempotent (a rename whose source is gone was done; a Delta overwrite from the same file gives the
-same table) and the SQL is ``INSERT OR REPLACE``/``UPDATE`` by key. Killed before it, the staged
+same table, a MERGE of rows the table already holds changes nothing) and the SQL is
+``INSERT OR REPLACE``/``UPDATE`` by key. Killed before it, the staged
 files are leftovers that :func:`clean_staging` deletes and the previous version stands.
 
 A Delta folder counts as a table only once it has a commit in ``_delta_log``: a first commit killed
 half-way leaves a folder that is neither listed nor read (and the next write starts it afresh).
 After every Delta write, files no longer referenced and older than ``delta_retention_hours`` are
-vacuumed, so a reload does not double the table's size on disk. Writes that meet a full disk or a
+vacuumed, so a reload does not double the table's size on disk, and every ``delta_optimize_every``
+versions small files are compacted and a checkpoint written (the log a reader replays stays
+short). Under Fabric's ``/lakehouse/`` mount every call passes the mount options delta-rs documents
+(:func:`storage_options`). Writes that meet a full disk or a
 read-only folder raise :class:`aims_nb_utils.errors.DiskFullError` / ``ReadOnlyError`` naming the
 table and path; a Delta failure is reported as one line (deltalake's Rust panics included).
 
