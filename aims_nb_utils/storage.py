@@ -66,6 +66,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -667,15 +668,6 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _any_of(terms: Sequence[str]) -> str:
-    """``terms`` joined by OR as a balanced tree: a flat chain of a wide table's columns exceeds
-    the SQL parser's recursion limit."""
-    if len(terms) <= 2:
-        return " OR ".join(terms)
-    middle = len(terms) // 2
-    return f"({_any_of(terms[:middle])}) OR ({_any_of(terms[middle:])})"
-
-
 def _comparable(arrow_type: pa.DataType) -> str:
     """A type as Delta stores it (string and large_string alike, any timestamp an instant)."""
     if pa.types.is_timestamp(arrow_type):
@@ -705,51 +697,122 @@ def _mergeable(path: Path, schema: pa.Schema, key: Sequence[str]) -> bool:
     }
 
 
+_DELETE = "__aims_merge_delete"  # marks a source row that deletes its key
+
+
+def _source_rows(source: Path | pa.Table, rows: np.ndarray) -> pa.Table:
+    """The rows at ``rows`` (sorted positions) of a staged file or table, read batch by batch."""
+    if isinstance(source, pa.Table):
+        return source.take(pa.array(rows, pa.int64()))
+    parts, offset = [], 0
+    parquet = pq.ParquetFile(source)
+    for batch in parquet.iter_batches():
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
+        if hi > lo:
+            parts.append(batch.take(pa.array(rows[lo:hi] - offset, pa.int64())))
+        offset += batch.num_rows
+    return pa.Table.from_batches(parts, schema=parquet.schema_arrow)
+
+
+def _changes(
+    path: Path, source: Path | pa.Table, schema: pa.Schema, key: Sequence[str]
+) -> pa.Table:
+    """The MERGE source that turns the table into ``source``: rows new or changed (compared by a
+    hash of all their values, DuckDB's, computed while streaming both sides) and, flagged
+    ``_DELETE``, the keys the table has and ``source`` has not. Empty when nothing changed."""
+    import duckdb
+
+    columns = ", ".join(_quoted(c) for c in schema.names)
+    keys = ", ".join(_quoted(k) for k in key)
+    same_key = " AND ".join(f"s.{_quoted(k)} IS NOT DISTINCT FROM t.{_quoted(k)}" for k in key)
+    con = duckdb.connect()
+    try:
+        con.register("target_rows", _delta_table(path).to_pyarrow_dataset())
+        if isinstance(source, pa.Table):
+            positions = pa.array(np.arange(source.num_rows, dtype=np.int64))
+            con.register("source_rows", source.append_column("__aims_pos", positions))
+            position = '"__aims_pos"'
+        else:
+            con.read_parquet(str(source), file_row_number=True).create_view("source_rows")
+            position = "file_row_number"
+        changed = con.execute(
+            f"SELECT s.__aims_pos FROM (SELECT {position} AS __aims_pos, {keys},"
+            f" hash({columns}) AS __aims_h FROM source_rows) AS s ANTI JOIN"
+            f" (SELECT {keys}, hash({columns}) AS __aims_h FROM target_rows) AS t"
+            f" ON {same_key} AND s.__aims_h = t.__aims_h ORDER BY 1"
+        ).fetchnumpy()["__aims_pos"]
+        gone = con.execute(
+            f"SELECT {keys} FROM (SELECT {keys} FROM target_rows) AS t ANTI JOIN"
+            f" (SELECT {keys} FROM source_rows) AS s ON {same_key}"
+        ).arrow()
+    finally:
+        con.close()
+    if hasattr(gone, "read_all"):  # newer DuckDB returns a reader
+        gone = gone.read_all()
+    rows = _source_rows(source, np.asarray(changed, dtype=np.int64)).select(schema.names)
+    rows = rows.cast(schema).append_column(_DELETE, pa.array([False] * rows.num_rows, pa.bool_()))
+    deletions = pa.table(
+        {
+            f.name: (
+                pc.cast(gone.column(f.name), f.type)
+                if f.name in key
+                else pa.nulls(gone.num_rows, f.type)
+            )
+            for f in schema
+        }
+    ).append_column(_DELETE, pa.array([True] * gone.num_rows, pa.bool_()))
+    return pa.concat_tables([rows, deletions.cast(rows.schema)])
+
+
 def _merge_delta(
     path: Path,
-    batches: Iterable[pa.RecordBatch],
+    source: Path | pa.Table,
     schema: pa.Schema,
     key: Sequence[str],
     settings: Settings,
     layer: str,
     table: str,
 ) -> None:
-    """Make the table's rows ``batches`` with one MERGE commit on ``key``: rows whose values
-    changed are updated, new keys inserted, keys no longer there deleted, the rest untouched.
-    Running it again with the same rows changes nothing (recovery of a killed publish relies on
-    it); ``key`` is unique in the rows (ingestion's invariant)."""
+    """Make the table's rows ``source``'s with one MERGE on ``key``: only the rows that changed
+    are the merge's source (see :func:`_changes`), so a load that changed a few rows rewrites
+    only the files holding them. Nothing changed: no commit (recovery of a killed publish that
+    installs the same rows again relies on it). ``key`` is unique in ``source`` (ingestion's
+    invariant; :func:`write_table` checks it)."""
     on = " AND ".join(f"t.{_quoted(k)} = s.{_quoted(k)}" for k in key)
-    changed = _any_of(
-        [f"(t.{_quoted(c)} IS DISTINCT FROM s.{_quoted(c)})" for c in schema.names if c not in key]
-    )
+    values = {_quoted(c): f"s.{_quoted(c)}" for c in schema.names}
 
     def merge() -> Any:
-        reader = pa.RecordBatchReader.from_batches(schema, batches)
-        merger = _delta_table(path).merge(reader, predicate=on, source_alias="s", target_alias="t")
-        if changed:
-            merger = merger.when_matched_update_all(predicate=changed)
-        merger = merger.when_not_matched_insert_all().when_not_matched_by_source_delete()
+        changes = _changes(path, source, schema, key)
+        if not changes.num_rows:
+            return None
+        merger = _delta_table(path).merge(changes, predicate=on, source_alias="s", target_alias="t")
+        merger = merger.when_matched_delete(predicate=f"s.{_DELETE}")
+        merger = merger.when_matched_update(updates=values, predicate=f"NOT s.{_DELETE}")
+        merger = merger.when_not_matched_insert(updates=values, predicate=f"NOT s.{_DELETE}")
         return merger.execute()
 
-    _delta_call(settings, layer, table, path, merge)
-    _maintain(settings, layer, table, path)
+    if _delta_call(settings, layer, table, path, merge) is not None:
+        _maintain(settings, layer, table, path)
 
 
 def _publish_delta(
     settings: Settings,
     path: Path,
-    data: Iterable[pa.RecordBatch],
-    schema: pa.Schema,
+    source: Path | pa.Table,
     layer: str,
     table: str,
     key: Sequence[str] = (),
 ) -> str:
-    """Install a new version of a Delta table: MERGE on its key, else a whole-table WRITE.
-    Returns the operation ('merge' or 'overwrite')."""
+    """Install ``source`` (a staged parquet file or a table) as the Delta table's new version:
+    a MERGE on its key, else a whole-table WRITE. Returns 'merge' or 'overwrite'."""
+    if isinstance(source, pa.Table):
+        schema, batches = source.schema, source.to_batches()
+    else:
+        schema, batches = pq.read_schema(source), pq.ParquetFile(source).iter_batches()
     if _mergeable(path, schema, key):
-        _merge_delta(path, data, schema, key, settings, layer, table)
+        _merge_delta(path, source, schema, key, settings, layer, table)
         return "merge"
-    _write_delta(path, data, schema, settings, layer, table)
+    _write_delta(path, batches, schema, settings, layer, table)
     return "overwrite"
 
 
@@ -809,15 +872,7 @@ def _install(settings: Settings, staged: StagedTable) -> None:
     if not source.is_file():
         return
     if settings.storage_format == "delta":
-        _publish_delta(
-            settings,
-            target,
-            pq.ParquetFile(source).iter_batches(),
-            pq.read_schema(source),
-            staged.layer,
-            staged.table,
-            staged.key or (),
-        )
+        _publish_delta(settings, target, source, staged.layer, staged.table, staged.key or ())
         source.unlink(missing_ok=True)
         return
     try:
@@ -928,7 +983,7 @@ def write_table(
         _fresh_delta_folder(target)
         if mode == "overwrite":
             _check_unique(layer, table, target, data, key)
-            _publish_delta(settings, target, data.to_batches(), data.schema, layer, table, key)
+            _publish_delta(settings, target, data, layer, table, key)
             return target
         _delta_call(
             settings,
