@@ -601,7 +601,7 @@ def _last_checkpoint(path: Path) -> int:
 
 
 def _maintain(settings: Settings, layer: str, table: str, path: Path) -> None:
-    """Keep a table small after a write (docs/fabric.md, "Delta maintenance"): vacuum the data
+    """Keep a table small after a write (docs/fabric.md, "Maintenance"): vacuum the data
     files no version within ``delta_retention_hours`` uses, and every ``delta_optimize_every``
     versions compact small files (merges add some), write a checkpoint and drop expired log files.
     """
