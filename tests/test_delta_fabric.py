@@ -15,8 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -469,3 +473,70 @@ def test_tpch_silver_in_delta_is_readable_by_the_sql_endpoint(
         assert kept == storage.delta_schema(bronze), table  # each source type, in Delta form
         decimals += sum(pa.types.is_decimal(t) for t in kept.types)
     assert decimals > 0  # TPC-H money stays decimal
+
+
+# --- a MERGE killed at each publish step: one version visible, the rerun converges -------------
+
+KILL_SCRIPT = """
+import sys
+from aims_nb_utils.ingestion import Verdict, ingest_tables
+from aims_nb_utils.settings import load_settings
+
+settings = load_settings(env={}, home=sys.argv[1], max_workers=1, storage_format="delta")
+ingest_tables(settings, tables=["aims_assets"], verdicts={"aims_assets": Verdict("PASSED")})
+"""
+KILL_POINTS = [
+    ("publish.before_commit@aims_assets", "old"),
+    ("publish.committed@aims_assets", "new"),
+    ("publish.installed@aims_assets.silver", "new"),
+    ("publish.recorded@aims_assets", "new"),
+]
+
+
+def _view(home: Path) -> dict[str, pa.Table]:
+    settings = make_settings(home, storage_format="delta")
+    return {
+        layer: storage.read_table(settings, layer, "aims_assets")
+        .drop_columns(["_dq_run_id"])
+        .sort_by(ROW_HASH)
+        for layer in ("silver", "quarantine")
+    }
+
+
+@pytest.mark.parametrize("point,sees", KILL_POINTS, ids=[p for p, _ in KILL_POINTS])
+def test_a_merge_killed_while_publishing_shows_one_version_and_converges(
+    home: Path, tmp_path: Path, point: str, sees: str
+) -> None:
+    old = _view(home)
+    _rename_assets(home, 3)
+    reference = tmp_path / "reference"
+    shutil.copytree(home, reference)
+    settings = make_settings(reference, storage_format="delta", max_workers=1)
+    ingest_tables(settings, tables=["aims_assets"], verdicts=PASS)
+    new = _view(reference)
+    assert new != old
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIMS_")}
+    env["AIMS_FAULT_POINT"] = f"{point}:kill"
+    child = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(home)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert _view(home) == (new if sees == "new" else old)
+
+    run = ingest_tables(
+        make_settings(home, storage_format="delta", max_workers=1),
+        tables=["aims_assets"],
+        verdicts=PASS,
+    )
+    assert run.ok
+    assert _view(home) == new
+    history = deltalake.DeltaTable(
+        str(
+            storage.table_path(make_settings(home, storage_format="delta"), "silver", "aims_assets")
+        )
+    ).history()
+    assert [h["operation"] for h in history].count("MERGE") == 1  # one MERGE, not two, not none
