@@ -628,6 +628,20 @@ def _fresh_delta_folder(path: Path) -> None:
         shutil.rmtree(path)
 
 
+def _keeps_ntz_protocol(path: Path, schema: pa.Schema) -> bool:
+    """Whether the table is one an earlier version wrote with ``timestamp_ntz`` columns that
+    ``schema`` no longer has: its protocol still lists the timestampNtz feature (a protocol is
+    never downgraded), which the SQL endpoint does not support, so it is rewritten afresh."""
+    if not _is_delta(path) or any(pa.types.is_timestamp(t) and t.tz is None for t in schema.types):
+        return False
+    try:
+        protocol = _delta_table(path).protocol()
+    except Exception:  # noqa: BLE001 - unreadable: the write reports it
+        return False
+    features = set(protocol.reader_features or []) | set(protocol.writer_features or [])
+    return "timestampNtz" in features
+
+
 def _write_delta(
     path: Path,
     batches: Iterable[pa.RecordBatch],
@@ -636,17 +650,24 @@ def _write_delta(
     layer: str = "silver",
     table: str = "-",
 ) -> None:
-    """Replace the table's rows (and schema) with ``batches``: one WRITE commit."""
+    """Replace the table's rows (and schema) with ``batches``: one WRITE commit. A table whose
+    protocol keeps a feature the endpoint lacks is written as a new table beside it and swapped
+    in by two renames (a one-time migration of tables earlier versions wrote)."""
     deltalake = _deltalake()
     path.parent.mkdir(parents=True, exist_ok=True)
     _fresh_delta_folder(path)
+    fresh = _keeps_ntz_protocol(path, schema)
+    target = path.with_name(temp_prefix(path.name) + "fresh") if fresh else path
     batches = iter(batches)
     first = next((batch for batch in batches if batch.num_rows), None)
     if first is None and _accepts(deltalake.write_deltalake, "engine"):
         # deltalake 0.x's Rust writer refuses no rows: CREATE OR REPLACE the table, empty.
         def write() -> Any:
             return deltalake.DeltaTable.create(
-                str(path), schema=schema, mode="overwrite", storage_options=storage_options(path)
+                str(target),
+                schema=schema,
+                mode="overwrite",
+                storage_options=storage_options(target),
             )
 
     else:
@@ -656,10 +677,19 @@ def _write_delta(
 
         def write() -> Any:
             return deltalake.write_deltalake(
-                str(path), reader, mode="overwrite", schema_mode="overwrite", **_write_options(path)
+                str(target),
+                reader,
+                mode="overwrite",
+                schema_mode="overwrite",
+                **_write_options(target),
             )
 
     _delta_call(settings, layer, table, path, write)
+    if fresh:
+        aside = path.with_name(temp_prefix(path.name) + "old")
+        os.replace(path, aside)
+        os.replace(target, path)
+        shutil.rmtree(aside, ignore_errors=True)
     if settings is not None:
         _maintain(settings, layer, table, path)
 
@@ -1035,6 +1065,9 @@ def clean_staging(settings: Settings) -> list[Path]:
         for path in root.glob(f".*{TEMP_MARKER}*") if root.is_dir() else []:
             if path.is_file():
                 path.unlink(missing_ok=True)
+                removed.append(path)
+            elif path.is_dir():  # a Delta table written beside its old version (_write_delta)
+                shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     staging = Path(settings.paths.state) / STAGING_FOLDER
     for path in staging.glob(f"*{TEMP_MARKER}*") if staging.is_dir() else []:

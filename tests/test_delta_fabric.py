@@ -399,6 +399,24 @@ def test_a_schema_change_rewrites_the_table_in_the_new_schema(tmp_path: Path) ->
         storage.write_table(settings, "gold", "DIM_X", pa.table({"id": [1, 1]}), key=["id"])
 
 
+def test_a_table_an_earlier_version_wrote_with_timestamp_ntz_is_migrated(tmp_path: Path) -> None:
+    """Earlier versions wrote naive timestamps as timestamp_ntz: the protocol keeps that feature
+    even after the column changes, so the table is rewritten as a new one, once."""
+    settings = make_settings(tmp_path, storage_format="delta")
+    path = storage.table_path(settings, "silver", "old")
+    at = [dt.datetime(2024, 1, 1, 12), dt.datetime(2024, 6, 1, 8)]
+    legacy = pa.table({"id": [1, 2], "at": pa.array(at, pa.timestamp("us"))})
+    path.parent.mkdir(parents=True)
+    deltalake.write_deltalake(str(path), legacy)  # what an earlier version left
+    assert _endpoint_problems(path)  # timestamp_ntz column and protocol feature
+    storage.write_table(settings, "silver", "old", legacy, key=["id"])
+    assert _endpoint_problems(path) == []
+    data = storage.read_table(settings, "silver", "old").sort_by("id")
+    assert data.column("at").to_pylist() == [v.replace(tzinfo=dt.timezone.utc) for v in at]
+    assert storage.list_tables(settings, "silver") == ["old"]
+    assert [p.name for p in path.parent.iterdir()] == ["old"]  # nothing left beside it
+
+
 # --- maintenance and Fabric's mount ---------------------------------------------------------------
 
 
