@@ -1256,7 +1256,13 @@ def silver_type_rows(settings: Settings, table: str) -> list[dict[str, str]]:
         )
     if rule_file is not None:
         columns = _silver_columns(columns, rule_file, settings.drift_policy_for(table))
-    return typing_rules.describe(typing_rules.silver_types(table, columns, rule_file, bronze_types))
+    types = typing_rules.silver_types(table, columns, rule_file, bronze_types)
+    rows = typing_rules.describe(types)
+    if settings.storage_format == "delta":  # what the Delta table (and Fabric's endpoint) holds
+        stored = storage.delta_schema(pa.schema(typing_rules.silver_schema(types)), "silver", table)
+        for row in rows:
+            row["stored in delta"] = str(stored.field(row["column"]).type)
+    return rows
 
 
 __all__ = [

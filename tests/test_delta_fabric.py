@@ -31,7 +31,7 @@ import pytest
 from conftest import copy_home, make_settings
 
 from aims_nb_utils import gold, storage
-from aims_nb_utils.ingestion import Verdict, ingest_tables, row_hashes
+from aims_nb_utils.ingestion import Verdict, ingest_tables, row_hashes, silver_type_rows
 from aims_nb_utils.profiling import profile_tables
 from aims_nb_utils.quarantine import ROW_HASH
 from aims_nb_utils.rules import Expectation, RuleFile, save_rule_file
@@ -349,6 +349,10 @@ def test_types_outside_the_list_are_stored_as_listed_ones_with_their_values(
         ["a", "2"],
     ]
     assert silver.column("took").to_pylist() == [0, 1, 2]
+    shown = {r["column"]: r for r in silver_type_rows(settings, "odd")}  # silver-schema
+    assert shown["naive_ns"]["silver type"] == "timestamp[ns]"
+    assert shown["naive_ns"]["stored in delta"] == "timestamp[us, tz=UTC]"
+    assert shown["huge"]["stored in delta"] == "decimal128(20, 0)"
     # float16 (which the row hash cannot read, so no Bronze holds it) would be stored as float.
     half = storage.to_delta(pa.table({"h": pa.array(np.arange(2, dtype=np.float16))}))
     assert half.schema.field("h").type == pa.float32() and half.column("h").to_pylist() == [0, 1]
