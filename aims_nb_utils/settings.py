@@ -93,6 +93,13 @@ KEYS: dict[str, _Key] = {
         " are this old (readers of an older version keep it this long)",
         minimum=0,
     ),
+    "delta_optimize_every": _Key(
+        "int",
+        10,
+        "Delta only: every this many versions of a table, its small files are compacted, a"
+        " checkpoint is written and expired log files are removed (0: never)",
+        minimum=0,
+    ),
 }
 
 # AIMS_* variables that are not settings but are read by the platform (or its tests).
