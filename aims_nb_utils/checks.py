@@ -8,7 +8,8 @@ Both must agree on what a rule means, so this module owns the two halves of that
   referential rules and id/fk columns integer-looking text is canonicalised ('13000015.0' ->
   '13000015'); for ``expect_column_values_to_be_between`` values are read as numbers
   (unparseable text -> null: the type-conformance rule reports those).
-* :func:`unexpected_mask` computes the same rule independently with pyarrow, row by row, with
+* :func:`unexpected_mask` computes the same rule independently with pyarrow (each kind's mask is
+  in its record, :mod:`aims_nb_utils.rule_kinds`, which also says its preparation), row by row, with
   GX's conventions: a null is never unexpected except for the not-null rule; a uniqueness rule
   flags *every* occurrence of a duplicated non-null value; in-set, regex, length and range rules
   ignore nulls. ``tests/test_checks.py`` and ``tests/test_validation.py`` prove the parity with

@@ -106,7 +106,29 @@ def test_a_gating_table_rule_names_what_was_observed(tmp_path: Path) -> None:
     assert result.success_percentage == pytest.approx(100 * 20 / 21)
     assert result.status == "FAILED"
     assert result.failed_because[0]["rule"] == "expect_column_to_exist(K)"
-    assert result.threshold_failures[0].startswith("gating rule expect_column_to_exist(K) failed")
+    assert result.threshold_failures == [
+        "gating rule expect_column_to_exist(K) failed: column K is not in the data"
+    ]
+
+
+def test_a_gating_row_count_says_what_it_saw_and_expected(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    data = _keyed_table(rows=10, duplicated=0)
+    rules = [
+        Expectation(
+            "expect_table_row_count_to_be_between",
+            {"min_value": 100, "max_value": 1000},
+            {"gate": True},
+        )
+    ]
+    rules += [Expectation(NOT_NULL, {"column": f"C{c}"}, {}) for c in range(20)]
+    result = validate_table(
+        settings, "aims_keyed", rule_file=RuleFile("aims_keyed", rules), data=data
+    )
+    assert result.success_percentage == pytest.approx(100 * 20 / 21)
+    assert result.threshold_failures == [
+        "gating rule expect_table_row_count_to_be_between failed: observed 10, expected 100-1000"
+    ]
 
 
 def test_meta_gate_must_be_true_or_false(tmp_path: Path) -> None:
