@@ -65,6 +65,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +80,7 @@ import pyarrow.parquet as pq
 from . import checks, rule_kinds, state, verdict
 from .errors import AimsError, BronzeReadError
 from .io import atomic_write_text, list_bronze_tables, read_bronze, validate_table_name
+from .quarantine import RowsQuarantined
 from .rules import (
     DIMENSIONS,
     RULE_FILE_SUFFIX,
@@ -392,6 +394,13 @@ def _layout(settings: Settings, table: str, sample_size: int | None) -> _Layout:
     return _Layout(table, path, names, rows, total)
 
 
+# Whoever wants every column a part reads, as it is read: the part's count of rows quarantined
+# (see _validate_part), so the masks run on the columns GX is given and no column is read twice.
+_COLUMN_OBSERVER: ContextVar[Callable[[str, pa.ChunkedArray], None] | None] = ContextVar(
+    "aims_column_observer", default=None
+)
+
+
 class _Reader:
     """Column-at-a-time access to one table (a parquet file, or an in-memory Arrow table)."""
 
@@ -407,6 +416,13 @@ class _Reader:
         )
 
     def column(self, name: str) -> pa.ChunkedArray:
+        values = self._read(name)
+        observer = _COLUMN_OBSERVER.get()
+        if observer is not None:  # the quarantine count of this part sees the column too
+            observer(name, values)
+        return values
+
+    def _read(self, name: str) -> pa.ChunkedArray:
         if self.data is not None:
             return self.data.column(name)
         table = self.layout.table
@@ -650,16 +666,21 @@ def _validate_part(
     sample_size: int | None,
     data: pa.Table | None = None,
 ) -> _Part:
-    """Validate the rules of ``columns`` (and the table-level rules when asked) with GX."""
+    """Validate the rules of ``columns`` (and the table-level rules when asked) with GX, and
+    count the rows its quarantining rules would send to quarantine."""
     started = time.perf_counter()
     part = _Part(layout.table)
+    token = _COLUMN_OBSERVER.set(None)
     try:
+        counter = _quarantine_counter(settings, layout, rule_file, columns, table_rules)
+        if counter is not None:
+            _COLUMN_OBSERVER.set(counter.offer)
         _validate_part_inner(
             settings, layout, rule_file, columns, table_rules, sample_size, data, part
         )
-        part.quarantined = _quarantined_part(
-            settings, layout, rule_file, columns, table_rules, sample_size, data
-        )
+        if counter is not None:
+            reader = _Reader(settings, layout, sample_size, data)
+            part.quarantined = np.packbits(counter.finish(reader._read, layout.columns))
     except AimsError as exc:
         part.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one table's crash must not stop the other tables
@@ -667,26 +688,25 @@ def _validate_part(
             f"table {layout.table}: validation failed with {type(exc).__name__}: {exc} -> "
             "report it with the rule file; the other tables were validated"
         )
+    finally:
+        _COLUMN_OBSERVER.reset(token)
     part.seconds = time.perf_counter() - started
     return part
 
 
-def _quarantined_part(
+def _quarantine_counter(
     settings: Settings,
     layout: _Layout,
     rule_file: RuleFile,
     columns: Sequence[str] | None,
     table_rules: bool,
-    sample_size: int | None,
-    data: pa.Table | None,
-) -> np.ndarray | None:
-    """Rows of this part's quarantining rules that break one (packed bits), or None.
+) -> RowsQuarantined | None:
+    """The count of rows quarantine would take, for this part's quarantining rules (None: none).
 
-    The part's rules are its columns' row rules, and its multicolumn rules when it holds the
-    table rules: every part of a table adds disjoint rules, and :func:`_assemble` ORs them into the
-    rows quarantine would take (:func:`quarantine.quarantined_by_rules`, ingestion's masks)."""
-    from .quarantine import quarantined_by_rules
-
+    A part's rules are its columns' row rules, and the multicolumn rules when it holds the table
+    rules: the parts of a table hold disjoint rules, and :func:`_assemble` ORs their rows. The
+    columns GX reads are offered to it as they are read (``_COLUMN_OBSERVER``); it reads only
+    what GX did not (a composite rule's columns)."""
     wanted = None if columns is None else set(columns)
     rules = [
         rule
@@ -706,17 +726,9 @@ def _quarantined_part(
                 references[rule.rule_id] = checks.reference_values(settings, *rule.reference)
             except AimsError:  # the rule fails in GX with this error; no rows to split by it
                 continue
-    reader = _Reader(settings, layout, sample_size, data)
-    mask, _ = quarantined_by_rules(
-        layout.table,
-        rules,
-        reader.column,
-        layout.columns,
-        layout.rows,
-        list(settings.null_placeholders),
-        references,
+    return RowsQuarantined(
+        layout.table, rules, layout.rows, list(settings.null_placeholders), references
     )
-    return np.packbits(mask)
 
 
 def _validate_part_inner(
