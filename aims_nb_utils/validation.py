@@ -41,10 +41,13 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
   go; tables run in ``max_workers`` processes, biggest first, and a table large enough to hold
   up the run is split into column groups so both cores stay busy until the end.
 
-Verdict of a table (the users' existing semantics): for every severity present, the share of
-its rules that passed must reach ``rule_file.threshold(severity)``, and the quality score (share
-of all rules passed) must reach ``settings.dq_threshold``. A rule that could not be evaluated (a
-column the file lacks, an unreadable parent) counts as failed. An empty Bronze table is SKIPPED,
+Verdict of a table (:func:`aims_nb_utils.verdict.judge`): a failed gating rule (``meta.gate:
+true``) fails it; so do more than ``settings.max_quarantine_percent`` of its rows breaking a
+quarantining rule (counted with ingestion's masks as the columns are read, see
+:class:`aims_nb_utils.quarantine.RowsQuarantined`); then the users' existing semantics: for every
+severity present, the share of its rules that passed must reach ``rule_file.threshold(severity)``,
+and the quality score (share of all rules passed) must reach ``settings.dq_threshold``. A rule
+that could not be evaluated (a column the file lacks, an unreadable parent) counts as failed. An empty Bronze table is SKIPPED,
 an unreadable file or a missing rule file is ERROR; neither counts as passed.
 
 Pass rate = PASSED / (tables - SKIPPED) * 100: an ERROR table is a table that did not pass, a
