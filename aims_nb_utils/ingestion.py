@@ -417,6 +417,7 @@ def plan_table(
         key,
         settings.null_placeholders,
         settings.dq_threshold,
+        settings.max_quarantine_percent,  # the verdict depends on it (issue 11)
         settings.failed_table_policy,
         settings.drift_policy_for(table),
         settings.storage_format,
