@@ -85,23 +85,24 @@ class GxRunner:
 
     def validate(self, table: str, frame: Any, expectations: list[Any]) -> list[Any]:
         """Run ``expectations`` on ``frame`` through the table's Checkpoint; GX's results."""
-        checkpoint = self._checkpoint_for(table)
-        suite = checkpoint.validation_definitions[0].suite
-        suite.expectations = list(expectations)
-        suite.save()
-        with _GX_LOCK, warnings.catch_warnings(), gx_compat.memoized_configuration():
+        with _GX_LOCK, warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            checkpoint = self._checkpoint_for(table)
+            suite = checkpoint.validation_definitions[0].suite
+            suite.expectations = list(expectations)
+            suite.save()
             try:
-                outcome = checkpoint.run(batch_parameters={"dataframe": frame})
+                with gx_compat.memoized_configuration():
+                    outcome = checkpoint.run(batch_parameters={"dataframe": frame})
             finally:
                 gx_compat.forget_batches(self.datasource.get_execution_engine())
-        results: list[Any] = []
-        store = self.context.validation_results_store
-        for key, suite_result in outcome.run_results.items():
-            results.extend(suite_result.results)
-            if store.has_key(key):
-                store.remove_key(key)
-        return results
+            results: list[Any] = []
+            store = self.context.validation_results_store
+            for key, suite_result in outcome.run_results.items():
+                results.extend(suite_result.results)
+                if store.has_key(key):
+                    store.remove_key(key)
+            return results
 
 
 # --- Data Docs ----------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
   domain, the same counts, ``mostly`` and partial lists, without a copy per rule (validate at
   scale 1.0: 33 -> 27 s). ``element_count`` is set back to the column's full length. Columns
   without a single null are the same length, so several of them share one frame (up to
-  ``SHARED_FRAME_CELLS`` values): one Checkpoint run instead of one per column. Not-null
+  ``SHARED_FRAME_CELLS`` values): one Checkpoint run instead of one per column (a run costs
+  GX ~50 ms of bookkeeping whatever the data). On a small table the columns with nulls share a
+  frame too, put back at full length (``PADDED_FRAME_CELLS``): GX's copy per rule of so small a
+  frame costs less than a run per column. Not-null
   rules run on a boolean "value present" column (null where the row has no value: n/8 bytes)
   in the table frame below. On a whole frame GX filters every column for each nullable column
   and hashes it: 4-5x slower and four times the memory. The pandas engine's batch fingerprint
@@ -105,6 +108,10 @@ _RULES_THAT_SEE_NULLS = frozenset({"expect_column_values_to_not_be_null"})
 # Null-free columns of a table share one GX frame up to this many values (rows x columns): one
 # Checkpoint run for all of a small table's complete columns, a big column still alone.
 SHARED_FRAME_CELLS = 1_000_000
+# On a small table the columns with nulls share a frame too, at full length (nulls where the
+# column has no value): GX copies that frame once per rule to drop a column's nulls, which costs
+# less than a Checkpoint run per column while the frame holds at most this many values.
+PADDED_FRAME_CELLS = 100_000
 SPLIT_TASKS_PER_WORKER = 3  # a table costing more than 1/(workers*3) of the run is split
 
 _GX_CLASS_NAMES = {
@@ -532,6 +539,59 @@ def _run_gx(
                 out[index].element_count = element_count
 
 
+class _SharedFrame:
+    """Prepared columns of one table, each at the table's full length, run by GX together: one
+    Checkpoint run for many columns (GX's fixed cost per run is paid once) while the frame stays
+    under ``cells`` values (rows x columns)."""
+
+    def __init__(
+        self, runner: _GxRunner, table: str, file_name: str, out: dict[int, RuleResult], cells: int
+    ) -> None:
+        self.runner = runner
+        self.table = table
+        self.file_name = file_name
+        self.out = out
+        self.cells = cells
+        self.columns: dict[str, pd.Series] = {}
+        self.items: list[tuple[int, Expectation, Expectation, dict[str, Any]]] = []
+
+    def fits(self, rows: int) -> bool:
+        """Whether two columns of this length fit: one alone gains nothing from sharing."""
+        return 2 * rows <= self.cells
+
+    def add(
+        self,
+        column: str,
+        values: pa.ChunkedArray,
+        items: list[tuple[int, Expectation, Expectation, dict[str, Any]]],
+    ) -> bool:
+        """Queue the column (False, nothing queued, when it alone exceeds the frame's size)."""
+        rows = len(values)
+        if not self.fits(rows):
+            return False
+        if column in self.columns or (len(self.columns) + 1) * rows > self.cells:
+            self.run()
+        self.columns[column] = checks.to_series(values)
+        self.items.extend(items)
+        return True
+
+    def run(self) -> None:
+        if self.columns:
+            frame = pd.DataFrame(self.columns, copy=False)
+            _run_gx(self.runner, self.table, frame, self.items, self.file_name, self.out)
+            self.columns, self.items = {}, []
+
+
+def _at_rows(values: pa.ChunkedArray, present_rows: pa.ChunkedArray | None) -> pa.ChunkedArray:
+    """A column's present values (prepared) put back at their rows, null at every other row:
+    GX then leaves out exactly the rows the present values left out."""
+    if present_rows is None:
+        return values
+    mask = pc.fill_null(present_rows, False).to_numpy(zero_copy_only=False)
+    rank = np.cumsum(mask) - 1
+    return values.take(pa.array(rank, mask=~mask))
+
+
 COLUMNS_PROBE = -1  # rule_index of the one columns expectation that answers every exists rule
 
 
@@ -629,15 +689,10 @@ def _validate_part_inner(
 
     presence: dict[str, pa.ChunkedArray] = {}
     reader = _Reader(settings, layout, sample_size, data)
-    shared: dict[str, pd.Series] = {}  # null-free prepared columns waiting for one GX run
-    shared_items: list[tuple[int, Expectation, Expectation, dict[str, Any]]] = []
-
-    def run_shared() -> None:
-        if shared:
-            frame = pd.DataFrame(shared, copy=False)
-            _run_gx(runner, layout.table, frame, list(shared_items), file_name, part.results)
-            shared.clear()
-            shared_items.clear()
+    # Prepared columns waiting for one GX run together: null-free ones (GX copies nothing), and
+    # on a small table the others at full length (GX then copies the small frame per rule).
+    complete = _SharedFrame(runner, layout.table, file_name, part.results, SHARED_FRAME_CELLS)
+    padded = _SharedFrame(runner, layout.table, file_name, part.results, PADDED_FRAME_CELLS)
 
     for column in [c for c in layout.columns if c in by_column]:
         raw = reader.column(column)
@@ -664,19 +719,20 @@ def _validate_part_inner(
                 groups[form].append((index, rule, gx_rule, kwargs))
         for form, items in groups.items():
             prepared = checks.prepare_form(text, form)
+            if present_rows is None and not prepared.null_count:  # not a value left out
+                if complete.add(column, prepared, items):
+                    continue
+            elif padded.fits(rows):
+                padded.add(column, _at_rows(prepared, present_rows), items)
+                continue
             if prepared.null_count:  # text no number can be read from
                 prepared = prepared.drop_null()
-            if len(prepared) == rows and rows <= SHARED_FRAME_CELLS:  # not a value left out
-                if column in shared or (len(shared) + 1) * rows > SHARED_FRAME_CELLS:
-                    run_shared()
-                shared[column] = checks.to_series(prepared)
-                shared_items.extend(items)
-                continue
             frame = pd.DataFrame({column: checks.to_series(prepared)}, copy=False)
             _run_gx(runner, layout.table, frame, items, file_name, part.results, element_count=rows)
             del frame, prepared
         del text, present_rows
-    run_shared()
+    complete.run()
+    padded.run()
 
     if table_items:
         frame = _schema_frame(layout.columns, layout.rows, presence)

@@ -109,3 +109,17 @@ def test_frames_run_through_a_checkpoint_per_table_and_leave_nothing_behind(
     assert [v.name for v in context.validation_definitions.all()] == ["aims_two"]
     assert context.validation_results_store.list_keys() == []
     assert not runner.datasource.get_execution_engine()._metric_cache
+
+
+def test_a_changed_internal_is_named_and_stops_validation(gx, monkeypatch) -> None:
+    """What a GX release that moved these internals would look like to a user."""
+    from great_expectations.expectations.expectation import Expectation
+
+    engine_module = importlib.import_module(gx_compat.PANDAS_ENGINE_MODULE)
+    monkeypatch.delattr(engine_module, "HASH_THRESHOLD")
+    monkeypatch.setattr(Expectation, "configuration", lambda self: None)
+    found = gx_compat.problems()
+    assert len(found) == 2
+    assert "HASH_THRESHOLD" in found[0] and "Expectation.configuration" in found[1]
+    with pytest.raises(gx_compat.GxCompatibilityError, match=r"HASH_THRESHOLD.*pyproject.toml"):
+        GxRunner()
