@@ -200,3 +200,40 @@ def test_cli_export_then_import_gives_back_the_same_rules(
     assert "--force" in capsys.readouterr().err
     assert main([*args, "--force"]) == 0
     assert load_rule_file(profiled.paths.rule_file(table)).to_dict() == original.to_dict()
+
+
+def test_an_exported_reference_rule_runs_in_plain_gx_with_the_parent_values() -> None:
+    """A GX user runs the exported suite and passes the parent's values as the suite parameter."""
+    import pandas as pd
+
+    from aims_nb_utils.gx_compat import import_gx
+
+    gx = import_gx()
+    rule_file = RuleFile(
+        table="aims_child",
+        expectations=[
+            Expectation(
+                "expect_column_values_to_be_in_set",
+                {"column": "PARENT_ID"},
+                {"severity": "high", "reference": {"table": "aims_parent", "column": "ID"}},
+            )
+        ],
+    )
+    document = json.loads(json.dumps(rule_file_to_suite(rule_file)))
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("p")
+        .add_dataframe_asset("a")
+        .add_batch_definition_whole_dataframe("b")
+        .get_batch(batch_parameters={"dataframe": pd.DataFrame({"PARENT_ID": ["1", "2", "9"]})})
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = batch.validate(
+            gx.ExpectationSuite(**document),
+            expectation_parameters={reference_parameter("aims_parent", "ID"): ["1", "2", "3"]},
+        )
+    (rule,) = result.results
+    assert not rule.success
+    assert rule.result["unexpected_count"] == 1
+    assert rule.result["partial_unexpected_list"] == ["9"]
