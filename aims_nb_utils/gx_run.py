@@ -227,7 +227,43 @@ def build_data_docs(
             "(GX logged why above); the validation results themselves were written",
             hint="report it with the rule file of that table",
         )
+    _add_offline_list(folder, {t: (s.success, s.statistics) for t, s in _by_table(results)})
     return folder / "index.html"
+
+
+def _by_table(results: dict[Any, Any]) -> list[tuple[str, Any]]:
+    return sorted((str(r.meta["aims_table"]), r) for r in results.values())
+
+
+def _add_offline_list(folder: Path, tables: dict[str, tuple[bool, dict[str, Any]]]) -> None:
+    """Put a plain list of the tables, linked to their pages, at the top of GX's index.html.
+
+    GX's index builds its table of results with jQuery and bootstrap-table loaded from public
+    CDNs: opened offline (a lakehouse download, a closed network) it lists nothing. This list is
+    static HTML, so every table's page is one click away with or without those scripts."""
+    import html
+
+    index = folder / "index.html"
+    rows = []
+    for table, (success, statistics) in tables.items():
+        (page,) = sorted((folder / "validations" / table).rglob("*.html"))[-1:]
+        status = "Passed" if success else "Failed"
+        rows.append(
+            f'<li><a href="{html.escape(page.relative_to(folder).as_posix())}">'
+            f"{html.escape(table)}</a>: {status}, "
+            f"{statistics.get('successful_expectations', '?')} of "
+            f"{statistics.get('evaluated_expectations', '?')} rules passed "
+            f'(<a href="expectations/{html.escape(table)}.html">rules</a>)</li>'
+        )
+    block = (
+        '<div id="aims-offline-index" class="container" style="padding-top:60px">'
+        f"<h4>Validated tables ({len(rows)})</h4><ul>{''.join(rows)}</ul></div>"
+    )
+    text = index.read_text(encoding="utf-8")
+    at = text.find(">", text.find("<body")) + 1 if "<body" in text else len(text)
+    from .io import atomic_write_text
+
+    atomic_write_text(index, text[:at] + block + text[at:])
 
 
 def _result_dict(rule: Any) -> dict[str, Any]:
