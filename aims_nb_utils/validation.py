@@ -15,11 +15,11 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
   domain, the same counts, ``mostly`` and partial lists, without a copy per rule (validate at
   scale 1.0: 33 -> 27 s). ``element_count`` is set back to the column's full length. Columns
   without a single null are the same length, so several of them share one frame (up to
-  ``SHARED_FRAME_CELLS`` values): one Checkpoint run instead of one per column (a run costs
-  GX ~50 ms of bookkeeping whatever the data). On a small table the columns with nulls share a
-  frame too, put back at full length (``PADDED_FRAME_CELLS``): GX's copy per rule of so small a
-  frame costs less than a run per column. Not-null
-  rules run on a boolean "value present" column (null where the row has no value: n/8 bytes)
+  ``SHARED_FRAME_CELLS`` values): one Checkpoint run instead of one per column (every run
+  re-reads the suite from the store to check it is fresh and stores its result). On a small
+  table the columns with nulls share a frame too, put back at full length
+  (``PADDED_FRAME_CELLS``): GX's copy per rule of so small a frame costs less than a run per
+  column. Not-null rules run on a boolean "value present" column (null where the row has no value: n/8 bytes)
   in the table frame below. On a whole frame GX filters every column for each nullable column
   and hashes it: 4-5x slower and four times the memory. The pandas engine's batch fingerprint
   (a hash of the frame) is switched off: nothing reads it.
