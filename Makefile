@@ -138,7 +138,7 @@ adjust-thresholds: setup  ## set quality_thresholds.critical and .high to THRESH
 	$(AIMS) adjust-thresholds --threshold $(THRESHOLD) $(if $(TABLES),--tables $(TABLES),) $(ARGS)
 
 # --- validation with Great Expectations (validation.py, checks.py) ------------------------------
-validate-dq: setup  ## validate every table (TABLES=... for some) with Great Expectations on all rows; writes config/validation_results/validation_results.json; exit 1 if a table is ERROR
+validate-dq: setup  ## validate every table (TABLES=... for some) with Great Expectations on all rows; writes config/validation_results/validation_results.json (ARGS=--data-docs: GX Data Docs in outputs/data_docs); exit 1 if a table is ERROR
 	$(AIMS) validate-dq $(if $(TABLES),--tables $(TABLES),) $(ARGS)
 
 dq-pipeline: setup profile adjust-thresholds validate-dq  ## profile, set thresholds (THRESHOLD=95), validate: the DQ phase in one command

@@ -97,6 +97,9 @@ KEYS: dict[str, _Key] = {
     "notebook_timeout_seconds": _Key(
         "int", 3600, "per-notebook timeout (papermill/Fabric)", minimum=1
     ),
+    "data_docs": _Key(
+        "bool", False, "validate-dq also writes GX Data Docs to outputs/data_docs (index.html)"
+    ),
     "delta_retention_hours": _Key(
         "float",
         1.0,

@@ -8,6 +8,8 @@ only twice here (profiled rules, then the 68 legacy rule files).
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -430,3 +432,47 @@ def test_gx_is_left_as_found_after_validating(tmp_path: Path) -> None:
     result = validate_table(make_settings(tmp_path), "aims_verdict", rule_file=rule_file, data=data)
     assert [r.unexpected_count for r in result.rule_results] == [0, 1]
     assert GxExpectation.__dict__["configuration"] is before
+
+
+def _page_text(path: Path) -> str:
+    """An HTML page's visible text (scripts dropped), whitespace collapsed."""
+    import html
+    import re
+
+    text = re.sub(r"<script.*?</script>", " ", path.read_text(), flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_data_docs_show_each_validated_table_with_its_rule_results(
+    validated, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, run, _ = validated
+    tables = [EXTRA_TABLE, "aims_assets"]
+    args = ["validate-dq", "--home", str(settings.paths.home), "--tables", *tables]
+    assert main([*args, "--max-workers", "1", "--data-docs"]) == 0
+    out = capsys.readouterr().out
+    index = settings.paths.outputs / "data_docs" / "index.html"
+    assert f"data docs: {index}" in out
+    # offline (no CDN scripts) the index still links every table of this run, and nothing else
+    static = re.sub(r"<script.*?</script>", " ", index.read_text(), flags=re.S)
+    links = re.findall(r'href="(validations/[^"]+)"', static)
+    assert {link.split("/")[1] for link in links} == set(tables)
+    assert all((index.parent / link).is_file() for link in links)
+    for table in tables:
+        result = run.tables[table]
+        (page,) = (settings.paths.outputs / "data_docs" / "validations" / table).rglob("*.html")
+        text = _page_text(page)
+        statistics = result.statistics
+        assert f"Evaluated Expectations {statistics['evaluated_expectations']}" in text
+        assert f"Unsuccessful Expectations {statistics['unsuccessful_expectations']}" in text
+        assert ("Status: Failed" in text) == (statistics["unsuccessful_expectations"] > 0)
+    assert run.tables[EXTRA_TABLE].statistics["unsuccessful_expectations"] > 0
+    assert "NOT_IN_FILE" in _page_text(
+        next((settings.paths.outputs / "data_docs" / "validations" / EXTRA_TABLE).rglob("*.html"))
+    )
+    # the setting does the same as the flag; without either, no Data Docs are written
+    shutil.rmtree(settings.paths.outputs / "data_docs")
+    assert main([*args[:-1], "--set", "data_docs=false"]) == 0
+    assert not index.exists() and "data docs:" not in capsys.readouterr().out
+    assert main([*args[:-1], "--set", "data_docs=true"]) == 0
+    assert index.is_file()
