@@ -23,6 +23,7 @@ from .errors import SettingsError, SettingsWarning
 STORAGE_FORMATS = ("parquet", "delta")
 FAILED_TABLE_POLICIES = ("quarantine_all", "keep_previous")
 DRIFT_POLICIES = ("evolve", "quarantine", "fail")
+ENGINES = ("arrow", "spark", "auto")  # the data engine (aims_nb_utils.engine), not the runner
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,14 @@ KEYS: dict[str, _Key] = {
     ),
     "notebook_timeout_seconds": _Key(
         "int", 3600, "per-notebook timeout (papermill/Fabric)", minimum=1
+    ),
+    "engine": _Key(
+        "choice",
+        "auto",
+        "data engine for profiling, validation and ingestion: arrow (pyarrow/pandas on one"
+        " machine), spark (PySpark DataFrames), auto (spark when a SparkSession is active, as in"
+        " a Fabric Spark notebook, else arrow); see aims_nb_utils.engine",
+        choices=ENGINES,
     ),
     "delta_retention_hours": _Key(
         "float",

@@ -1,0 +1,142 @@
+"""The spark engine gives what the arrow engine gives: masks, verdicts, Silver and quarantine.
+
+One SparkSession (local[2]) is shared by the whole test session (``spark`` in conftest.py). Each
+test compares the spark engine with the arrow engine on the same files: the synthetic lake with
+its defects, and TPC-H (sf 0.01, typed columns: ints, decimals, dates) that nobody here wrote.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import copy_home, make_settings
+
+from aims_nb_utils import checks
+from aims_nb_utils.engine import get_engine, resolve_engine_name
+from aims_nb_utils.rules import Expectation, load_rule_file
+
+pytestmark = pytest.mark.usefixtures("spark")
+
+
+@pytest.fixture(scope="module")
+def profiled_lake(lake_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The defective synthetic lake with rule files profiled by the arrow engine."""
+    from aims_nb_utils.profiling import profile_tables
+
+    home = copy_home(lake_home, tmp_path_factory.mktemp("spark_lake") / "home")
+    profile_tables(make_settings(home, engine="arrow"))
+    return home
+
+
+@pytest.fixture(scope="module")
+def tpch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """TPC-H at sf 0.01 (typed columns) with rule files profiled by the arrow engine."""
+    from aims_nb_utils.profiling import profile_tables
+    from aims_nb_utils.public_lakes import build_lake
+
+    home = tmp_path_factory.mktemp("spark_tpch") / "home"
+    build_lake("tpch", home / "data" / "bronze", 0.01)
+    profile_tables(make_settings(home, engine="arrow"))
+    return home
+
+
+def _rule_files(home: Path) -> dict[str, list[Expectation]]:
+    settings = make_settings(home)
+    out = {}
+    for path in sorted(settings.paths.rules.glob("*_validation.yml")):
+        rule_file = load_rule_file(path)
+        out[rule_file.table] = [
+            e for e in rule_file.expectations if e.is_row_level or e.is_multicolumn
+        ]
+    return out
+
+
+def _counts_by_engine(home: Path) -> tuple[dict, dict]:
+    arrow = make_settings(home, engine="arrow")
+    spark = make_settings(home, engine="spark")
+    got_arrow, got_spark = {}, {}
+    for table, rules in _rule_files(home).items():
+        got_arrow[table] = get_engine(arrow).unexpected_counts(arrow, table, rules)
+        got_spark[table] = get_engine(spark).unexpected_counts(spark, table, rules)
+    return got_arrow, got_spark
+
+
+def test_auto_keeps_arrow_under_the_test_session_and_spark_is_chosen_by_name(tmp_path):
+    assert resolve_engine_name(make_settings(tmp_path)) == "arrow"  # the session opted out
+    assert resolve_engine_name(make_settings(tmp_path, engine="spark")) == "spark"
+    assert get_engine(make_settings(tmp_path, engine="spark")).name == "spark"
+
+
+def test_masks_match_arrow_on_the_synthetic_lake(profiled_lake: Path):
+    arrow, spark = _counts_by_engine(profiled_lake)
+    assert sum(len(c) for c in arrow.values()) > 50  # every rule of every table compared
+    assert sum(sum(c.values()) for c in arrow.values()) > 0  # the lake has defects to find
+    assert spark == arrow
+
+
+def test_masks_match_arrow_on_tpch(tpch_home: Path):
+    arrow, spark = _counts_by_engine(tpch_home)
+    assert set(arrow) >= {"lineitem", "orders", "customer"}
+    assert spark == arrow
+
+
+def _one_table(spark, tmp_path: Path, values: list, rule: Expectation) -> tuple[int, int]:
+    """(arrow count, spark count) of one rule on a one-column text table."""
+    home = tmp_path / "home"
+    bronze = home / "data" / "bronze"
+    bronze.mkdir(parents=True)
+    pq.write_table(pa.table({"V": pa.array(values, pa.string())}), bronze / "T.parquet")
+    arrow = checks.unexpected_mask(pq.read_table(bronze / "T.parquet"), rule, ["None", ""])
+    settings = make_settings(home, engine="spark", null_placeholders=["None", ""])
+    counted = get_engine(settings).unexpected_counts(settings, "T", [rule])
+    return int(arrow.sum()), counted[rule.rule_id]
+
+
+def test_regex_dialect_dollar_before_a_final_newline(spark, tmp_path: Path):
+    """Java's '$' matches before a trailing line break, RE2's does not: '12\\n' breaks the rule."""
+    rule = Expectation("expect_column_values_to_match_regex", {"column": "V", "regex": "^[0-9]+$"})
+    assert _one_table(spark, tmp_path, ["12", "12\n", "x", None, "None"], rule) == (2, 2)
+
+
+def test_string_length_counts_code_points_for_non_bmp_characters(spark, tmp_path: Path):
+    """'a😀' is two characters for Arrow and Spark alike (Java's String.length would say 3)."""
+    rule = Expectation(
+        "expect_column_value_lengths_to_be_between",
+        {"column": "V", "min_value": 1, "max_value": 2},
+    )
+    assert _one_table(spark, tmp_path, ["a\U0001f600", "abc", "ab", "😀😀😀"], rule) == (2, 2)
+
+
+def test_text_dates_parse_like_checks(spark):
+    """Offsets applied (UTC), 'T' or ' ', fractions, and 2021-02-30 is no date (null)."""
+    from aims_nb_utils.engine.spark.masks import parse_timestamp_micros
+
+    values = [
+        "2021-01-01T23:30:00-01:00",
+        "2021-02-30",
+        "2021-01-02 00:30:00.5Z",
+        "2021-03-04",
+        "2021-03-04 05:06",
+        "2021-03-04 05:06:07.123456789",
+        "2021-03-04T05:06:07+0530",
+        "x",
+        None,
+    ]
+    expected = checks.parse_timestamps(pa.array(values, pa.string())).cast(pa.int64()).to_pylist()
+    frame = spark.createDataFrame([(v,) for v in values], "v string")
+    got = [r[0] for r in frame.select(parse_timestamp_micros(frame["v"])).collect()]
+    assert got == expected
+    assert expected[1] is None and expected[0] is not None
+
+
+def test_numbers_read_like_checks(spark, tmp_path: Path):
+    between = Expectation(
+        "expect_column_values_to_be_between",
+        {"column": "V", "min_value": 0, "max_value": 10},
+    )
+    values = ["5.", "1e1", "11", "-0.5", "abc", ".5", "1E2"]
+    arrow, spark_count = _one_table(spark, tmp_path, values, between)
+    assert arrow == 3 and spark_count == arrow
