@@ -77,6 +77,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import checks, state
+from .engine import get_engine, is_arrow
 from .errors import AimsError, BronzeReadError
 from .io import atomic_write_text, list_bronze_tables, read_bronze, validate_table_name
 from .rules import (
@@ -1063,8 +1064,20 @@ def validate_tables(
 
     Writes ``settings.paths.results / validation_results.json`` and appends table, rule and
     column metrics to the state DB unless ``write=False``. ``sample_size`` (or
-    ``settings.sample_size``) limits rows per table only when given.
+    ``settings.sample_size``) limits rows per table only when given. Runs on the engine the
+    settings name (``aims_nb_utils.engine``); this body is the arrow engine's.
     """
+    if not is_arrow(settings):
+        return get_engine(settings).validate_tables(
+            settings,
+            tables=tables,
+            rules_dir=rules_dir,
+            sample_size=sample_size,
+            max_workers=max_workers,
+            progress=progress,
+            run_id=run_id,
+            write=write,
+        )
     started = time.perf_counter()
     run_id = run_id or state.new_run_id()
     timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
