@@ -24,6 +24,7 @@ SESSION_CONF = {
 }
 LOCAL_CONF = {
     "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "2",
     "spark.driver.memory": "1g",
