@@ -23,11 +23,11 @@ help:  ## list targets
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,spark]'
 	$(PY) -m ipykernel install --prefix $(VENV) --name aims --display-name "AIMS (.venv)" > /dev/null
 	@touch $(STAMP)
 
-setup: $(STAMP)  ## create .venv, install the package with dev extras, register the 'aims' kernel
+setup: $(STAMP)  ## create .venv, install the package with dev and spark extras, register the 'aims' kernel
 
 settings: setup  ## show resolved settings and where each value came from
 	$(AIMS) settings

@@ -168,10 +168,17 @@ def _orchestrate_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--force", action="store_true", help="force_reprocess: ignore watermarks")
     p.add_argument(
-        "--engine",
+        "--runner",
         choices=("auto", "papermill", "fabric"),
-        default="auto",
-        help="auto: papermill locally, notebookutils.runMultiple in Fabric",
+        default=None,
+        help="phase runner; auto: papermill locally, notebookutils.runMultiple in Fabric",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("auto", "papermill", "fabric", "arrow", "spark"),
+        default=None,
+        help="deprecated for the runner (use --runner); arrow|spark is the data engine, the same"
+        " as --set engine=...",
     )
     p.add_argument("--kernel", help="Jupyter kernel for the phase notebooks (default: python3)")
     p.add_argument("--notebooks-dir", help="folder holding 01-08 (default: ./notebooks)")
@@ -191,6 +198,16 @@ def _cmd_orchestrate(args: argparse.Namespace) -> int:
     from .orchestration import describe_plan, make_runner, run_pipeline, selection_overrides
 
     overrides = _parse_set(args.set or [])
+    runner_name = args.runner
+    if args.engine in ("arrow", "spark"):
+        overrides["engine"] = args.engine  # the data engine (settings.engine)
+    elif args.engine is not None:
+        print(
+            f"--engine {args.engine} is deprecated for the phase runner: use --runner "
+            f"{args.engine} (--engine / --set engine= now choose the data engine: arrow|spark|auto)",
+            file=sys.stderr,
+        )
+        runner_name = runner_name or args.engine
     if args.phases:
         overrides.update(selection_overrides(p for p in args.phases.split(",") if p.strip()))
     if args.continue_on_error:
@@ -201,7 +218,9 @@ def _cmd_orchestrate(args: argparse.Namespace) -> int:
     if args.plan:
         print_table(describe_plan(settings), ["phase", "notebook", "runs", "setting", "source"])
         return 0
-    runner = make_runner(settings, args.engine, args.notebooks_dir, args.kernel, args.log_output)
+    runner = make_runner(
+        settings, runner_name or "auto", args.notebooks_dir, args.kernel, args.log_output
+    )
     run = run_pipeline(
         settings, run_id=args.run_id, overrides=overrides, runner=runner, config_file=args.config
     )

@@ -84,6 +84,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import checks, state, storage, typing_rules
+from .engine import get_engine
 from .errors import AimsError, BronzeReadError, RuleFileError
 from .io import list_bronze_tables, validate_table_name
 from .lake_lock import (  # noqa: F401 - re-exported: the lock lived here first
@@ -971,7 +972,7 @@ def _run_one(
     started_at = state.utc_now()
     db = settings.paths.state_db
     try:
-        result = _ingest_table(settings, plan, verdict, run_id)
+        result = get_engine(settings).ingest_table(settings, plan, verdict, run_id)
     except IngestInvariantError as exc:
         result = TableIngest(plan.table, "error", error=str(exc), invariant_ok=False)
     except AimsError as exc:
@@ -1126,7 +1127,7 @@ def _execute(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="ingest", unit="table")
-    workers = max(1, min(int(settings.max_workers), len(jobs)))
+    workers = get_engine(settings).parallel_tables(settings, len(jobs))
     if sum(plan.size for plan, _ in jobs) < PARALLEL_MIN_BYTES:
         workers = 1
     try:

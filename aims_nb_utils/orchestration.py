@@ -52,6 +52,7 @@ import math
 import os
 import re
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -785,7 +786,7 @@ class FabricRunner:
             except ImportError:
                 raise OrchestrationError(
                     "the Fabric runner needs notebookutils, which exists only inside Fabric",
-                    hint="run locally with the papermill runner (run_all.py --engine papermill)",
+                    hint="run locally with the papermill runner (run_all.py --runner papermill)",
                 ) from None
         self.notebookutils = notebookutils
         self.display_dag = display_dag
@@ -994,20 +995,42 @@ def exported_overrides(overrides: Mapping[str, Any]) -> Iterator[None]:
                 os.environ[name] = old
 
 
+RUNNERS = ("auto", "papermill", "fabric")
+
+
+def runner_choice(runner: str | None, engine: str | None = None) -> str:
+    """The phase runner asked for. ``engine`` is the runner's old name (``--engine``, notebook
+    00's ``engine`` parameter), accepted with a deprecation warning: ``engine`` now names the
+    data engine (``settings.engine``: arrow | spark | auto)."""
+    if engine is not None and str(engine).lower() in RUNNERS[1:] + ("auto",):
+        warnings.warn(
+            f"engine={engine!r} as the phase runner is deprecated: use runner={engine!r}"
+            " (engine is now the data engine: arrow | spark | auto)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        if runner in (None, "auto"):
+            runner = str(engine)
+    return (runner or "auto").lower()
+
+
 def make_runner(
     settings: Settings,
-    engine: str = "auto",
+    runner: str = "auto",
     notebooks_dir: str | Path | None = None,
     kernel_name: str | None = None,
     log_output: bool = False,
+    *,
+    engine: str | None = None,
 ) -> Runner:
-    """papermill locally, runMultiple in Fabric (``engine='auto'``), or the one asked for."""
-    engine = (engine or "auto").lower()
-    if engine == "auto":
-        engine = "fabric" if settings.environment.is_fabric else "papermill"
-    if engine == "fabric":
+    """papermill locally, runMultiple in Fabric (``runner='auto'``), or the one asked for
+    (``engine=`` is the deprecated name of ``runner``, see :func:`runner_choice`)."""
+    choice = runner_choice(runner, engine)
+    if choice == "auto":
+        choice = "fabric" if settings.environment.is_fabric else "papermill"
+    if choice == "fabric":
         return FabricRunner()
-    if engine == "papermill":
+    if choice == "papermill":
         if importlib.util.find_spec("papermill") is None:
             raise OrchestrationError(
                 "the papermill runner needs papermill, a local tool the package does not install "
@@ -1017,7 +1040,7 @@ def make_runner(
         return PapermillRunner(
             resolve_notebooks_dir(settings, notebooks_dir), kernel_name, log_output=log_output
         )
-    raise OrchestrationError(f"unknown engine {engine!r}", hint="use auto, papermill or fabric")
+    raise OrchestrationError(f"unknown runner {choice!r}", hint="use auto, papermill or fabric")
 
 
 def log_path_for(settings: Settings, started: datetime) -> Path:

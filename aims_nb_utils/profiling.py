@@ -97,6 +97,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import checks
+from .engine import get_engine, is_arrow
 from .errors import AimsError, BronzeReadError, RuleFileError
 from .io import list_bronze_tables, read_bronze, validate_table_name
 from .rules import (
@@ -2126,7 +2127,18 @@ def profile_tables(
 
     A table that cannot be read is reported in ``errors`` (the message names the file) and the
     rest carries on. Files a person owns are kept unless ``force`` (see the module docstring).
+    Runs on the engine the settings name (``aims_nb_utils.engine``); this body is the arrow one.
     """
+    if not is_arrow(settings):
+        return get_engine(settings).profile_tables(
+            settings,
+            tables=tables,
+            sample_size=sample_size,
+            force=force,
+            max_workers=max_workers,
+            progress=progress,
+            run_id=run_id,
+        )
     started = time.perf_counter()
     run_id = run_id or datetime.now(timezone.utc).strftime("profile-%Y%m%dT%H%M%S")
     sample_size = settings.sample_size if sample_size is None else sample_size

@@ -23,6 +23,7 @@ from .errors import SettingsError, SettingsWarning
 STORAGE_FORMATS = ("parquet", "delta")
 FAILED_TABLE_POLICIES = ("quarantine_all", "keep_previous")
 DRIFT_POLICIES = ("evolve", "quarantine", "fail")
+ENGINES = ("arrow", "spark", "auto")  # the data engine (aims_nb_utils.engine), not the runner
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,14 @@ KEYS: dict[str, _Key] = {
     ),
     "data_docs": _Key(
         "bool", False, "validate-dq also writes GX Data Docs to outputs/data_docs (index.html)"
+    ),
+    "engine": _Key(
+        "choice",
+        "auto",
+        "data engine for profiling, validation and ingestion: arrow (pyarrow/pandas on one"
+        " machine), spark (PySpark DataFrames), auto (spark when a SparkSession is active, as in"
+        " a Fabric Spark notebook, else arrow); see aims_nb_utils.engine",
+        choices=ENGINES,
     ),
     "delta_retention_hours": _Key(
         "float",

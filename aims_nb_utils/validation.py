@@ -85,6 +85,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from . import checks, rule_kinds, state, verdict
+from .engine import get_engine, is_arrow
 from .errors import AimsError, BronzeReadError
 from .io import atomic_write_text, list_bronze_tables, read_bronze, validate_table_name
 from .quarantine import RowsQuarantined
@@ -380,6 +381,8 @@ class _Part:
     # np.packbits of the rows breaking a quarantining rule of this part's rules (n/8 bytes to
     # send back from a worker); None when the part has no quarantining rule.
     quarantined: np.ndarray | None = None
+    # the same as a count, from an engine that counts rows where they are (spark)
+    quarantined_rows: int | None = None
 
 
 def _clean_value(value: Any) -> Any:
@@ -918,7 +921,7 @@ def _assemble(
     # packbits pads the last byte with zeros: the count of set bits is the count of rows
     result.quarantine_rows = (
         0 if quarantined is None else int(np.unpackbits(quarantined).sum(dtype=np.int64))
-    )
+    ) + sum(p.quarantined_rows or 0 for p in parts)
     result.quarantine_percent = _pct(result.quarantine_rows, layout.rows)
     _judge(
         result,
@@ -1139,7 +1142,20 @@ def validate_tables(
     ``settings.sample_size``) limits rows per table only when given. ``data_docs`` (or
     ``settings.data_docs``) also writes GX Data Docs of the validated tables to
     ``outputs/data_docs`` (:func:`write_data_docs`).
+    Runs on the engine the settings name (``aims_nb_utils.engine``); this body is the arrow
+    engine's.
     """
+    if not is_arrow(settings):
+        return get_engine(settings).validate_tables(
+            settings,
+            tables=tables,
+            rules_dir=rules_dir,
+            sample_size=sample_size,
+            max_workers=max_workers,
+            progress=progress,
+            run_id=run_id,
+            write=write,
+        )
     started = time.perf_counter()
     run_id = run_id or state.new_run_id()
     timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")

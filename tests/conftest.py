@@ -99,3 +99,21 @@ def require_reference_dir(path: Path, required: bool) -> Path:
 def reference_dir() -> Path:
     """../shared/reference (tests may read it; the product may not)."""
     return require_reference_dir(REFERENCE_DIR, REQUIRE_SHARED)
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession (local[2]) for every Spark test of the session.
+
+    It opts out of ``engine: auto`` (``spark.aims.engine.auto=false``), so tests that run after it
+    in the same session keep the arrow engine unless they ask for spark. Needs pyspark (the
+    ``spark`` extra) and a Java runtime; without them the Spark tests are skipped with the reason
+    (CI installs both, see .ci/run)."""
+    pytest.importorskip("pyspark", reason="the spark extra (pyspark 3.5) is not installed")
+    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        pytest.skip("no Java runtime for Spark (apt-get install openjdk-17-jre-headless)")
+    from aims_nb_utils.engine.spark.session import local_session
+
+    session = local_session(opt_out_of_auto=True)
+    yield session
+    session.stop()
