@@ -629,23 +629,32 @@ def _keys_of(typed: pa.Table | pa.RecordBatch, key: Sequence[str]) -> np.ndarray
     return row_hashes(typed.select(list(key)))
 
 
-def _ingest_table(
-    settings: Settings, plan: TablePlan, verdict: Verdict | None, run_id: str
-) -> TableIngest:
-    """Load one table (see the module doc); raises AimsError subclasses, never publishes half."""
-    table = plan.table
-    placeholders = list(settings.null_placeholders)
-    result = TableIngest(table=table, status="error", verdict=verdict.status if verdict else None)
-    path = settings.paths.bronze_file(table)
-    rule_file = plan.rule_file or load_rule_file(settings.paths.rule_file(table))
-    try:
-        parquet = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
-    bronze_schema = parquet.schema_arrow
+@dataclass
+class LoadDecision:
+    """What a table's load does before a row is read, decided once for every engine: whether
+    the verdict or the drift policy demotes the drop, the Silver types, the row identity and
+    the row rules."""
+
+    demote_reason: str | None
+    demote_id: str | None
+    keep_silver: bool
+    drift_text: str | None
+    types: list[typing_rules.ColumnType]
+    key: Sequence[str]
+    rules: list[Any]
+
+
+def decide_load(
+    settings: Settings,
+    table: str,
+    rule_file: RuleFile,
+    bronze_schema: pa.Schema,
+    verdict: Verdict | None,
+    result: TableIngest,
+) -> LoadDecision:
+    """The verdict's and the drift policy's decision for one drop (notes go to ``result``);
+    raises TableIngestError when the drop must not load at all."""
     bronze_columns = bronze_schema.names
-    n = parquet.metadata.num_rows
-    result.bronze_rows = n
     policy = settings.drift_policy_for(table)
     comparison: SchemaComparison | None = None
     if rule_file.columns():
@@ -687,6 +696,30 @@ def _ingest_table(
     )
     rules, notes = row_rules(table, rule_file, types, bronze_columns, key)
     result.notes += notes
+    return LoadDecision(demote_reason, demote_id, keep_silver, drift_text, types, key, rules)
+
+
+def _ingest_table(
+    settings: Settings, plan: TablePlan, verdict: Verdict | None, run_id: str
+) -> TableIngest:
+    """Load one table (see the module doc); raises AimsError subclasses, never publishes half."""
+    table = plan.table
+    placeholders = list(settings.null_placeholders)
+    result = TableIngest(table=table, status="error", verdict=verdict.status if verdict else None)
+    path = settings.paths.bronze_file(table)
+    rule_file = plan.rule_file or load_rule_file(settings.paths.rule_file(table))
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
+    bronze_schema = parquet.schema_arrow
+    bronze_columns = bronze_schema.names
+    n = parquet.metadata.num_rows
+    result.bronze_rows = n
+    decision = decide_load(settings, table, rule_file, bronze_schema, verdict, result)
+    demote_reason, demote_id = decision.demote_reason, decision.demote_id
+    keep_silver, drift_text = decision.keep_silver, decision.drift_text
+    types, key, rules = decision.types, decision.key, decision.rules
     table_rules = [r for r in rules if r.scope == "table"]
     row_scope = [r for r in rules if r.scope == "row"]
     row_pos = [i for i, r in enumerate(rules) if r.scope == "row"]

@@ -1155,6 +1155,7 @@ def validate_tables(
             progress=progress,
             run_id=run_id,
             write=write,
+            data_docs=data_docs,
         )
     started = time.perf_counter()
     run_id = run_id or state.new_run_id()

@@ -36,9 +36,8 @@ from pyspark.sql import types as T
 from ... import storage, typing_rules
 from ...errors import BronzeReadError
 from ...io import temp_prefix
-from ...quarantine import FAILED_RULES, REASON, ROW_HASH, RUN_ID, VALUE_CHARS, RowRule, row_rules
+from ...quarantine import FAILED_RULES, REASON, ROW_HASH, RUN_ID, VALUE_CHARS, RowRule
 from ...rules import load_rule_file
-from ...schema import compare_schema
 from . import masks
 from .masks import (
     key_form,
@@ -180,48 +179,11 @@ def ingest_table(
     bronze_columns = bronze_schema.names
     n = meta.num_rows
     result.bronze_rows = n
-    # --- the verdict and drift decisions: the arrow engine's, word for word -------------------
-    policy = settings.drift_policy_for(table)
-    comparison = (
-        compare_schema(bronze_columns, rule_file.columns()) if rule_file.columns() else None
-    )
-    drift_text = comparison.describe() if comparison is not None and comparison.has_drift else None
-    if drift_text and policy == "fail":
-        raise ing.TableIngestError(
-            table,
-            f"schema drift ({drift_text}) and drift policy 'fail'",
-            hint=f"fix the export, update the rule file, or set drift_policies.{table} to evolve",
-        )
-    if verdict is None:
-        raise ing.TableIngestError(table, "no table-level verdict", hint="run validation first")
-    if verdict.status == "ERROR":
-        raise ing.TableIngestError(table, f"validation could not judge the table: {verdict.error}")
-    demote_reason = demote_id = None
-    if verdict.status == "FAILED":
-        failures = "; ".join(verdict.threshold_failures) or "below the thresholds"
-        demote_reason = f"table failed its table-level verdict ({failures})"
-        demote_id = "table_verdict(FAILED)"
-    elif drift_text and policy == "quarantine":
-        demote_reason = f"schema drift ({drift_text}) with drift policy 'quarantine'"
-        demote_id = "schema_drift"
-    if drift_text and policy == "evolve":
-        result.notes.append(f"schema drift, evolved: {drift_text}")
-    keep_silver = demote_reason is not None and settings.failed_table_policy == "keep_previous"
-    if demote_reason is not None:
-        demote_reason += f"; policy {settings.failed_table_policy}: the whole drop is quarantined"
-
-    types = typing_rules.silver_types(
-        table,
-        ing._silver_columns(bronze_columns, rule_file, policy),
-        rule_file,
-        {f.name: f.type for f in bronze_schema},
-    )
-    key, key_source = ing.resolve_key(settings, table, rule_file, bronze_columns)
-    result.notes.append(
-        f"key ({', '.join(key)}) from {key_source}" if key else f"key: {key_source}"
-    )
-    rules, notes = row_rules(table, rule_file, types, bronze_columns, key)
-    result.notes += notes
+    # the verdict's and the drift policy's decisions: the arrow engine's own
+    decision = ing.decide_load(settings, table, rule_file, bronze_schema, verdict, result)
+    demote_reason, demote_id = decision.demote_reason, decision.demote_id
+    keep_silver, drift_text = decision.keep_silver, decision.drift_text
+    types, key, rules = decision.types, decision.key, decision.rules
     result.notes.append("spark engine: full reload")
     result.mode = "full"
 

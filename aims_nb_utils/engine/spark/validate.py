@@ -135,7 +135,7 @@ def _validate_table(settings: Settings, layout: Any, rule_file: Any) -> Any:
             table_items.append(v._exists_probe([str(rule.column) for _, rule in exists]))
         if table_items:
             frame = v._schema_frame(layout.columns, layout.rows)
-            v._run_gx(v._gx(), frame, table_items, file_name, part.results, exists)
+            v._run_gx(v._gx(), layout.table, frame, table_items, file_name, part.results, exists)
         _row_results(settings, layout, rule_file, part, row_items)
     except AimsError as exc:
         part.error = str(exc)
@@ -157,6 +157,7 @@ def validate_tables(
     progress: bool = False,
     run_id: str | None = None,
     write: bool = True,
+    data_docs: bool | None = None,
 ) -> Any:
     """``validation.validate_tables`` on Spark (same arguments, same ValidationRun)."""
     del max_workers, progress  # Spark schedules the work; tables run one after another
@@ -201,9 +202,13 @@ def validate_tables(
         summary=v.summarize(ordered),
         results_path=None,
         seconds=0.0,
+        max_quarantine_percent=float(settings.max_quarantine_percent),
     )
     run.seconds = round(time.perf_counter() - started, 3)
     if write:
         run.results_path = v.write_results(settings, run)
         v.record_metrics(settings, run)
+    if settings.data_docs if data_docs is None else data_docs:
+        rule_files = {t: load_rule_file(p) for t, p in rule_paths.items() if t in ordered}
+        run.data_docs = v.write_data_docs(settings, run, rule_files)
     return run
