@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import rule_kinds
 from .errors import AimsError, BronzeReadError
 from .io import validate_table_name
 from .rules import FALSE_STRINGS, TRUE_STRINGS, TYPE_PATTERNS, Expectation
@@ -410,25 +411,19 @@ def preparation(
 ) -> str:
     """Which form of the column a rule is checked on: TEXT, CANONICAL, NUMBER or TYPED.
 
-    ``arrow_type`` is the Bronze column's type: a typed column is checked on its values (ints
-    as int64, numbers as float64, dates and timestamps as timestamp[us] in UTC), and only the
-    rules that read text (regex, lengths) see its text form."""
-    etype = expectation.expectation_type
-    typed = arrow_type is not None and is_typed(arrow_type)
-    if etype == "expect_column_values_to_be_between":
+    The rule kind's record (:mod:`aims_nb_utils.rule_kinds`) says it: range rules read numbers,
+    uniqueness and references canonical keys, regex and lengths text; the others a column's own
+    values. ``arrow_type`` is the Bronze column's type: a typed column is checked on its values
+    (ints as int64, numbers as float64, dates and timestamps as timestamp[us] in UTC), and only
+    the rules that read text see its text form. On text, id/fk columns are canonical."""
+    record = rule_kinds.KINDS.get(expectation.expectation_type)
+    form = record.form if record is not None else None
+    if form == rule_kinds.NUMBER_FORM:
         return NUMBER
-    if (
-        etype in ("expect_column_values_to_be_unique", "expect_compound_columns_to_be_unique")
-        or expectation.reference is not None
-    ):
+    if form == rule_kinds.CANONICAL_FORM or expectation.reference is not None:
         return CANONICAL
-    if typed:
-        if etype in (
-            "expect_column_values_to_match_regex",
-            "expect_column_value_lengths_to_be_between",
-        ):
-            return TEXT
-        return TYPED
+    if arrow_type is not None and is_typed(arrow_type):
+        return TEXT if form == rule_kinds.TEXT_FORM else TYPED
     kind = kind if kind is not None else expectation.meta.get("kind")
     return CANONICAL if kind in KEY_KINDS else TEXT
 
@@ -559,6 +554,9 @@ def range_bounds(expectation: Expectation, target: pa.DataType | None = None) ->
     datetimes (UTC, no zone) for a date/timestamp column (YAML dates and ISO text accepted)."""
     rule_id = expectation.rule_id
     kwargs = expectation.kwargs
+    problem = rule_kinds.bounds_problem(kwargs)
+    if problem:  # every row would be unexpected; GX refuses the rule: refuse it here too
+        raise RuleEvaluationError(rule_id, problem, hint="swap the bounds, or remove the rule")
     out = []
     for name in ("min_value", "max_value"):
         value = kwargs.get(name)
@@ -707,9 +705,12 @@ def is_in(values: ArrowValues, allowed: pa.Array) -> ArrowValues:
 # --- masks ---------------------------------------------------------------------------------------
 
 
-def _bool(values: ArrowValues) -> np.ndarray:
+def bool_mask(values: ArrowValues) -> np.ndarray:
     """Arrow boolean -> numpy bool, null -> False."""
     return np.asarray(pc.fill_null(values, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+_bool = bool_mask
 
 
 def _bound(value: Any, rule_id: str, name: str) -> float | None:
@@ -720,7 +721,7 @@ def _bound(value: Any, rule_id: str, name: str) -> float | None:
     return float(value)
 
 
-def _outside(
+def outside(
     values: pa.ChunkedArray,
     bounds: tuple[Any, Any],
     rule_id: str,
@@ -741,6 +742,9 @@ def _outside(
         above = pc.greater_equal if kwargs.get("strict_max") else pc.greater
         bad |= _bool(above(values, hi))
     return bad
+
+
+_outside = outside
 
 
 def duplicated_mask(values: ArrowValues) -> np.ndarray:
@@ -830,49 +834,16 @@ def mask_prepared(
     reference: pa.Array | None = None,
     kind: str | None = None,
 ) -> np.ndarray:
-    """Rows of an already prepared column that break ``expectation`` (see :func:`unexpected_mask`)."""
-    etype = expectation.expectation_type
-    kwargs = expectation.kwargs
-    rule_id = expectation.rule_id
-    if etype == "expect_column_values_to_not_be_null":
-        return _bool(pc.is_null(prepared, nan_is_null=True))
-    present = ~_bool(pc.is_null(prepared, nan_is_null=True))
-    if etype == "expect_column_values_to_be_unique":
-        return duplicated_mask(prepared)
-    if etype == "expect_column_values_to_be_in_set":
-        if expectation.reference is not None and "value_set" not in kwargs:
-            if reference is None:
-                parent, column = expectation.reference
-                raise RuleEvaluationError(
-                    rule_id,
-                    f"needs the values of {parent}.{column}",
-                    hint="pass reference=checks.reference_values(settings, parent, column)",
-                )
-            allowed = reference
-        else:
-            value_set = prepare_value_set(expectation, kind, prepared.type)
-            if value_set is None:
-                return np.zeros(len(prepared), dtype=bool)  # GX: no value set -> vacuously true
-            allowed = pa.array(value_set, type=prepared.type)
-        values, allowed = comparable(prepared, pc.drop_null(allowed))
-        return present & ~_bool(is_in(values, allowed))
-    if etype == "expect_column_value_lengths_to_be_between":
-        lengths = pc.utf8_length(as_text(prepared))
-        return present & _outside(lengths, range_bounds(expectation), rule_id, kwargs)
-    if etype == "expect_column_values_to_match_regex":
-        regex = kwargs.get("regex")
-        if not isinstance(regex, str):
-            raise RuleEvaluationError(rule_id, "kwargs.regex is missing or not text")
-        return present & ~_bool(pc.match_substring_regex(prepared, regex))
-    if etype == "expect_column_values_to_be_between":
-        return present & _outside(
-            prepared, range_bounds(expectation, prepared.type), rule_id, kwargs
+    """Rows of an already prepared column that break ``expectation`` (see :func:`unexpected_mask`):
+    the rule kind's mask (:mod:`aims_nb_utils.rule_kinds`)."""
+    record = rule_kinds.KINDS.get(expectation.expectation_type)
+    if record is None or record.mask is None:
+        raise RuleEvaluationError(
+            expectation.rule_id,
+            f"{expectation.expectation_type} is a table-level rule and has no row mask",
+            hint="only rules with Expectation.is_row_level split rows",
         )
-    raise RuleEvaluationError(
-        rule_id,
-        f"{etype} is a table-level rule and has no row mask",
-        hint="only rules with Expectation.is_row_level split rows",
-    )
+    return record.mask(prepared, expectation, reference, kind)
 
 
 def unexpected_mask(

@@ -23,14 +23,15 @@ offending value) and ``_dq_row_hash`` (the content hash incremental loads compar
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import checks
+from . import checks, rule_kinds
+from .errors import AimsError
 from .rules import TYPE_PATTERNS, Expectation, RuleFile
 from .typing_rules import ColumnType, ColumnView, column_view
 
@@ -80,55 +81,35 @@ class RowRule:
         return self.columns or (self.column,)
 
 
-def _range(kwargs: Mapping[str, object]) -> str:
-    lo, hi = kwargs.get("min_value"), kwargs.get("max_value")
-    if lo is not None and hi is not None:
-        return f"{lo}-{hi}"
-    return f">= {lo}" if lo is not None else f"<= {hi}"
-
-
 def _expectation_rule(table: str, exp: Expectation) -> RowRule:
+    """A column rule's quarantine reason and scope, from its rule kind's record."""
     column = str(exp.column)
-    etype = exp.expectation_type
-    kind = checks.column_kind(table, column, exp)
-    scope = "table" if etype == "expect_column_values_to_be_unique" or exp.reference else "row"
-    show, after = True, "breaks the rule"
-    if etype == "expect_column_values_to_not_be_null":
-        show, after = False, "is empty"
-    elif etype == "expect_column_values_to_be_unique":
-        after = "is not unique in the table"
-    elif etype == "expect_column_values_to_be_in_set" and exp.reference is not None:
-        parent, parent_column = exp.reference
-        after = f"is not a {parent_column} of {parent}"
-    elif etype == "expect_column_values_to_be_in_set":
-        size = len(exp.kwargs.get("value_set") or [])
-        after = f"is not one of the {size} allowed values"
-    elif etype == "expect_column_value_lengths_to_be_between":
-        after = f"has a length outside {_range(exp.kwargs)}"
-    elif etype == "expect_column_values_to_match_regex":
-        value_type = exp.meta.get("value_type")
-        after = (
-            f"is not a valid {value_type}"
-            if value_type
-            else f"does not match {exp.kwargs.get('regex')}"
-        )
-    elif etype == "expect_column_values_to_be_between":
-        after = f"is outside {_range(exp.kwargs)}"
+    record = rule_kinds.rule_kind(exp.expectation_type)
+    after = record.reason(exp) if record.reason is not None else "breaks the rule"
     return RowRule(
-        exp.rule_id, column, "expectation", scope, f"{column} ", f" {after}", show, exp, kind
+        exp.rule_id,
+        column,
+        "expectation",
+        rule_kinds.scope_of(exp),
+        f"{column} ",
+        f" {after}",
+        record.show_value,
+        exp,
+        checks.column_kind(table, column, exp),
     )
 
 
 def _compound_rule(table: str, exp: Expectation) -> RowRule:
     columns = tuple(exp.columns)
+    record = rule_kinds.rule_kind(exp.expectation_type)
     return RowRule(
         exp.rule_id,
         columns[0],
         "compound_unique",
-        "table",
+        rule_kinds.scope_of(exp),
         f"({', '.join(columns)}) = ",
-        " is not unique in the table",
-        True,
+        f" {record.reason(exp) if record.reason is not None else 'breaks the rule'}",
+        record.show_value,
         exp,
         None,
         columns,
@@ -447,3 +428,57 @@ def count_by_rule(quarantine: pa.Table) -> dict[str, int]:
     flat = pc.list_flatten(quarantine.column(FAILED_RULES))
     counts = pc.value_counts(flat)
     return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
+
+
+def quarantined_by_rules(
+    table: str,
+    expectations: Sequence[Expectation],
+    read_column: Callable[[str], pa.ChunkedArray],
+    present_columns: Sequence[str],
+    rows: int,
+    placeholders: Sequence[str],
+    references: Mapping[str, pa.Array] | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Rows breaking at least one quarantining rule of ``expectations`` (the rule-file part of what
+    ingestion quarantines: ingestion adds rows that cannot be typed and, for a key no rule
+    covers, rows whose key is empty or duplicated), and notes on rules left out.
+
+    The masks are :func:`evaluate`'s, the ones ingestion splits rows with. Columns are read one at
+    a time with ``read_column`` (a composite rule's together) and each rule's mask is folded in
+    as it is computed, so memory holds one column and one mask. A rule that cannot be evaluated
+    (its column is missing, its parent unreadable: ``references`` lacks it, bad kwargs) is left
+    out with a note; validation reports it as a failed rule."""
+    out = np.zeros(rows, dtype=bool)
+    notes: list[str] = []
+    references = references or {}
+    groups: dict[tuple[str, ...], list[Expectation]] = {}
+    for exp in expectations:
+        if exp.quarantines_rows:
+            groups.setdefault(tuple(exp.columns), []).append(exp)
+    present = set(present_columns)
+    for columns, members in groups.items():
+        missing = [c for c in columns if c not in present]
+        if missing:
+            notes.append(f"rules on {', '.join(missing)} left out: not in the data")
+            continue
+        data = pa.table({c: read_column(c) for c in columns})
+        rules, skipped = row_rules(table, RuleFile(table, list(members)), [], data.column_names)
+        notes += skipped
+        views: dict[str, ColumnView] = {}
+        prepared: dict[tuple[str, str], pa.ChunkedArray] = {}
+        for rule in rules:
+            exp = rule.expectation
+            if exp is not None and exp.reference is not None and rule.rule_id not in references:
+                if "value_set" not in exp.kwargs:
+                    notes.append(f"rule {rule.rule_id} left out: its parent values are unreadable")
+                    continue
+            try:
+                mask = evaluate(
+                    data, [rule], placeholders, references, views=views, prepared=prepared
+                )
+            except AimsError as exc:
+                notes.append(f"rule {rule.rule_id} left out: {exc}")
+                continue
+            out |= mask[:, 0]
+        del data, views, prepared
+    return out, notes

@@ -231,6 +231,19 @@ def load_outcomes(settings: Settings, tables: list[str] | set[str]) -> pd.DataFr
     return pd.DataFrame(rows, columns=LOAD_COLUMNS)
 
 
+def why_failed(entry: dict[str, Any]) -> str | None:
+    """Why a table's verdict is not PASSED, in one line a data engineer reads at a glance: the
+    gating rule that failed, the share of rows quarantine would take, the share thresholds
+    missed (``threshold_failures``, every reason in order), or the error; None when it passed."""
+    status = str(entry.get("status", "")).upper()
+    if status == "FAILED":
+        reasons = [str(r) for r in entry.get("threshold_failures") or []]
+        return "; ".join(reasons) or "failed (the results file gives no reason)"
+    if status in ("ERROR", "SKIPPED"):
+        return str(entry.get("error") or entry.get("reason") or status.lower())
+    return None
+
+
 def table_metrics(
     run: ValidationRun,
     completeness: pd.DataFrame | None = None,
@@ -266,6 +279,9 @@ def table_metrics(
                 "integrity": _num(dims.get("integrity")),
                 "seconds": _num(entry.get("seconds")),
                 "reason": entry.get("reason"),
+                "why_failed": why_failed(entry),
+                "quarantine_rows": _num(entry.get("quarantine_rows")),
+                "quarantine_percent": _num(entry.get("quarantine_percent")),
             }
         )
     frame = pd.DataFrame(rows)
@@ -305,6 +321,9 @@ def table_metrics(
         "critical_failed",
         "seconds",
         "reason",
+        "why_failed",
+        "quarantine_rows",
+        "quarantine_percent",
         "load_outcome",
         "load_status",
         "load_error",
@@ -378,6 +397,24 @@ def overall_metrics(tables: pd.DataFrame) -> dict[str, Any]:
         "integrity": mean(scored, "integrity"),
         "failed_rules": int(pd.to_numeric(tables["rules_failed"]).fillna(0).sum()),
         "critical_failed_rules": int(pd.to_numeric(tables["critical_failed"]).fillna(0).sum()),
+        **_quarantine_totals(tables),
+    }
+
+
+def _quarantine_totals(tables: pd.DataFrame) -> dict[str, Any]:
+    """Rows that break a quarantining rule, over the tables whose verdict measured it (results
+    files written before that have no figure: they count in neither total)."""
+    if "quarantine_rows" not in tables:
+        return {"quarantine_rows": None, "quarantine_rows_of": None, "quarantine_percent": None}
+    measured = tables[pd.to_numeric(tables["quarantine_rows"], errors="coerce").notna()]
+    if measured.empty:
+        return {"quarantine_rows": None, "quarantine_rows_of": None, "quarantine_percent": None}
+    quarantined = int(pd.to_numeric(measured["quarantine_rows"]).sum())
+    rows = int(pd.to_numeric(measured["row_count"], errors="coerce").fillna(0).sum())
+    return {
+        "quarantine_rows": quarantined,
+        "quarantine_rows_of": rows,
+        "quarantine_percent": 100.0 * quarantined / rows if rows else None,
     }
 
 
@@ -626,6 +663,8 @@ class MonitoringReport:
             "validity": self.overall["validity"],
             "consistency": self.overall["consistency"],
             "failed_rules": self.overall["failed_rules"],
+            "rows_quarantined": self.overall["quarantine_rows"],
+            "rows_quarantined_percent": self.overall["quarantine_percent"],
             "tables_errored": self.overall["errors"],
             "loads_failed": self.overall["loads_failed"],
             "loads_not_promoted": self.overall["loads_not_promoted"],
@@ -749,7 +788,9 @@ def figure_quality_scores(tables: pd.DataFrame, threshold: float | None) -> go.F
                 orientation="h",
                 name=status,
                 marker_color=STATUS_COLORS[status],
-                hovertemplate="%{y}: %{x:.2f}%<extra>" + status + "</extra>",
+                customdata=[[_quarantine_text(r), _hover_why(r)] for _, r in part.iterrows()],
+                hovertemplate="%{y}: %{x:.2f}% of rules passed<br>quarantine: %{customdata[0]}"
+                "%{customdata[1]}<extra>" + status + "</extra>",
             )
         )
     if threshold is not None:
@@ -764,6 +805,23 @@ def figure_quality_scores(tables: pd.DataFrame, threshold: float | None) -> go.F
     )
     fig.update_xaxes(range=[0, 100.5], title="quality score (% of rules passed)")
     return _layout(fig, "Quality score per table", max(320, 16 * len(data) + 120))
+
+
+def _quarantine_text(row: pd.Series) -> str:
+    """'160 rows (80.0%)', or 'not measured' for a verdict without the figure."""
+    rows = row.get("quarantine_rows")
+    if rows is None or pd.isna(rows):
+        return "not measured"
+    percent = row.get("quarantine_percent")
+    share = "" if percent is None or pd.isna(percent) else f" ({float(percent):.1f}%)"
+    return f"{int(rows):,} rows{share}"
+
+
+def _hover_why(row: pd.Series) -> str:
+    why = row.get("why_failed")
+    if not isinstance(why, str) or not why or row.get("status") == "PASSED":
+        return ""
+    return "<br>why: " + html.escape(why if len(why) <= 160 else why[:157] + "...")
 
 
 def figure_dimensions(tables: pd.DataFrame) -> go.Figure:
@@ -1045,6 +1103,36 @@ def _pipeline_html(pipeline: dict[str, Any] | None) -> str:
     )
 
 
+def _failed_tables_html(tables: pd.DataFrame, run: ValidationRun) -> str:
+    """One row per table that did not pass: its verdict, why (the gating rule, the share of rows
+    quarantined or the thresholds missed, in order), and its rows quarantined."""
+    bad = tables[tables["status"].isin(["FAILED", "ERROR"])].sort_values(
+        ["status", "table_name"], ascending=[False, True]
+    )
+    if bad.empty:
+        return '<p class="note" id="failed-tables-none">every judged table passed</p>'
+    rows = []
+    for _, row in bad.iterrows():
+        entry = run.tables.get(str(row["table_name"]), {})
+        reasons = [str(r) for r in entry.get("threshold_failures") or []] or [
+            str(row.get("why_failed") or "")
+        ]
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+        rows.append(
+            f'<tr data-table="{html.escape(str(row["table_name"]))}">'
+            f'<td>{html.escape(str(row["table_name"]))}</td>'
+            f'<td style="color:{STATUS_COLORS.get(str(row["status"]), "#000")}"><b>'
+            f'{html.escape(str(row["status"]))}</b></td>'
+            f'<td><ul style="margin:0;padding-left:16px">{items}</ul></td>'
+            f"<td>{html.escape(_quarantine_text(row))}</td></tr>"
+        )
+    return (
+        '<table class="dq" id="failed-tables"><tr><th>table</th><th>verdict</th>'
+        "<th>why (gating rule, rows quarantined, thresholds missed)</th>"
+        f"<th>rows quarantined</th></tr>{''.join(rows)}</table>"
+    )
+
+
 def render_dashboard(report: MonitoringReport, generated_at: str | None = None) -> str:
     """The dashboard as one HTML document with plotly.js inline (no network needed to open it)."""
     from plotly.offline import get_plotlyjs
@@ -1072,12 +1160,22 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
             _fmt(o["pass_rate"]),
             f"{o['passing']} of {o['judged']} tables passed and reached Silver",
         ),
+        ("Avg quality score", _fmt(o["avg_quality_score"]), "% of rules passed"),
+        (
+            "Rows quarantined",
+            "n/a" if o["quarantine_rows"] is None else f"{o['quarantine_rows']:,}",
+            (
+                "no verdict measured it"
+                if o["quarantine_rows"] is None
+                else f"{_fmt(o['quarantine_percent'])} of {o['quarantine_rows_of']:,} rows "
+                "break a quarantining rule (per table below)"
+            ),
+        ),
         (
             "Targets",
             f"{int(met.eq(True).sum())} of {len(met)} met",
             f"{int(met.eq(False).sum())} missed · {int(met.isna().sum())} no data",
         ),
-        ("Avg quality score", _fmt(o["avg_quality_score"]), "% of rules passed"),
         ("Completeness", _fmt(o["completeness"]), "non-null cells"),
         ("Validity", _fmt(o["validity"]), "validity rules"),
         ("Consistency", _fmt(o["consistency"]), "cross-table rules"),
@@ -1098,6 +1196,7 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
     )
     sections = [
         ("Pipeline run", _pipeline_html(report.pipeline)),
+        ("Why tables did not pass", _failed_tables_html(report.tables, run)),
         (
             "Targets",
             f'<div class="cards">{verdicts}</div>' + _figure_html("targets", figures["targets"]),
@@ -1185,9 +1284,11 @@ def render_dashboard(report: MonitoringReport, generated_at: str | None = None) 
         "completeness",
         "validity",
         "consistency",
+        "quarantine_rows",
+        "quarantine_percent",
         "rules_failed",
         "critical_failed",
-        "reason",
+        "why_failed",
         "load_outcome",
         "load_error",
     ]

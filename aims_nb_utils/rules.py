@@ -19,35 +19,20 @@ import pyarrow.compute as pc
 import yaml
 
 from .errors import RuleFileError
+from .rule_kinds import COLUMN, KINDS, MULTICOLUMN, TABLE, bounds_problem, kinds_of_shape
 
 SEVERITIES = ("critical", "high", "medium", "low")
 SEVERITY_WEIGHTS = {"critical": 4.0, "high": 3.0, "medium": 2.0, "low": 1.0}
 DEFAULT_QUALITY_THRESHOLDS = {"critical": 95.0, "high": 95.0, "medium": 80.0, "low": 50.0}
 RULE_FILE_SUFFIX = "_validation.yml"
 
-# Expectation types the platform understands, with the DQ dimension each one measures.
-TABLE_EXPECTATIONS = {
-    "expect_table_row_count_to_be_between": "integrity",
-    "expect_table_column_count_to_equal": "integrity",
-    "expect_column_to_exist": "integrity",
-}
-COLUMN_MAP_EXPECTATIONS = {
-    "expect_column_values_to_not_be_null": "completeness",
-    "expect_column_values_to_be_unique": "uniqueness",
-    "expect_column_values_to_be_in_set": "validity",
-    "expect_column_value_lengths_to_be_between": "validity",
-    "expect_column_values_to_match_regex": "validity",
-    "expect_column_values_to_be_between": "validity",
-}
+# Expectation types the platform understands, with the DQ dimension each one measures: derived
+# from the one record per kind in rule_kinds.py (GX class, preparation, mask, reasons, gating).
+TABLE_EXPECTATIONS = kinds_of_shape(TABLE)
+COLUMN_MAP_EXPECTATIONS = kinds_of_shape(COLUMN)
 # Rules over several columns of one row (a composite key): kwargs ``column_list``.
-MULTICOLUMN_EXPECTATIONS = {
-    "expect_compound_columns_to_be_unique": "uniqueness",
-}
-SUPPORTED_EXPECTATIONS = {
-    **TABLE_EXPECTATIONS,
-    **COLUMN_MAP_EXPECTATIONS,
-    **MULTICOLUMN_EXPECTATIONS,
-}
+MULTICOLUMN_EXPECTATIONS = kinds_of_shape(MULTICOLUMN)
+SUPPORTED_EXPECTATIONS = {k: r.dimension for k, r in KINDS.items()}
 # Silver kinds a person may declare for a column (rule file ``types:``, see RuleFile.types).
 TYPE_KINDS = ("integer", "decimal", "date", "boolean", "string")
 DIMENSIONS = ("completeness", "uniqueness", "validity", "consistency", "integrity")
@@ -117,6 +102,12 @@ class Expectation:
         return (self.is_row_level or self.is_multicolumn) and bool(
             self.meta.get("quarantine", True)
         )
+
+    @property
+    def gate(self) -> bool:
+        """A gating rule (``meta.gate: true``): when it fails, the table fails, whatever the
+        shares of rules passed (see docs/architecture.md, "Verdicts")."""
+        return self.meta.get("gate") is True
 
     @property
     def is_generated(self) -> bool:
@@ -335,6 +326,21 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
                 )
         if etype == "expect_column_values_to_match_regex":
             _check_regex(path, f"{where} ({etype}, column {kwargs.get('column')})", kwargs)
+        if "gate" in meta and not isinstance(meta["gate"], bool):
+            raise RuleFileError(
+                path,
+                f"{where} ({etype}, column {kwargs.get('column')}): meta.gate={meta['gate']!r} "
+                "is not true or false",
+                hint="meta.gate: true makes the table fail whenever this rule fails",
+            )
+        if KINDS[etype].has_bounds:
+            problem = bounds_problem(kwargs)
+            if problem:
+                raise RuleFileError(
+                    path,
+                    f"{where} ({etype}, column {kwargs.get('column')}): {problem}",
+                    hint="swap the bounds, or remove the rule",
+                )
         expectations.append(Expectation(etype, kwargs, meta))
     thresholds_raw = raw.pop("quality_thresholds", None) or dict(DEFAULT_QUALITY_THRESHOLDS)
     if not isinstance(thresholds_raw, dict):

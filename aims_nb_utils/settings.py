@@ -53,6 +53,16 @@ KEYS: dict[str, _Key] = {
         "minimum quality score (% of rules passed) per table",
         refuse_fractions=True,
     ),
+    # 50: a PASSED table never loses most of its rows to quarantine. Generated rules are
+    # calibrated so the data they learned from quarantines almost nothing; a drop where half the
+    # rows break a quarantining rule is a broken export, not a few bad rows. Lower it to be
+    # stricter; 100 turns the check off.
+    "max_quarantine_percent": _Key(
+        "percent",
+        50.0,
+        "a table whose rows breaking a quarantining rule exceed this % of its rows fails",
+        refuse_fractions=True,
+    ),
     "max_workers": _Key("int", 2, "parallel worker processes", minimum=1),
     "continue_on_error": _Key("bool", False, "keep running later phases/tables after a failure"),
     # Data handling.

@@ -76,13 +76,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import checks, state
+from . import checks, rule_kinds, state, verdict
 from .errors import AimsError, BronzeReadError
 from .io import atomic_write_text, list_bronze_tables, read_bronze, validate_table_name
 from .rules import (
     DIMENSIONS,
     RULE_FILE_SUFFIX,
-    SEVERITIES,
     SEVERITY_WEIGHTS,
     Expectation,
     RuleFile,
@@ -99,21 +98,13 @@ REFERENCE_EXPECTATION = "expect_column_values_to_be_in_reference_set"
 # Row-level rules whose GX metric looks at nulls; every other one is computed by GX on the
 # column's non-null values only (GX filters them out per rule, a full copy of the column each
 # time: we hand it the filtered column once instead, see the module docstring).
-_RULES_THAT_SEE_NULLS = frozenset({"expect_column_values_to_not_be_null"})
+_RULES_THAT_SEE_NULLS = frozenset(k for k, r in rule_kinds.KINDS.items() if r.sees_nulls)
 SPLIT_TASKS_PER_WORKER = 3  # a table costing more than 1/(workers*3) of the run is split
 
+# GX classes: each rule kind's (rule_kinds.py), plus the probe answering column existence.
 _GX_CLASS_NAMES = {
-    "expect_table_row_count_to_be_between": "ExpectTableRowCountToBeBetween",
-    "expect_table_column_count_to_equal": "ExpectTableColumnCountToEqual",
+    **{k: r.gx_class for k, r in rule_kinds.KINDS.items()},
     "expect_table_columns_to_match_set": "ExpectTableColumnsToMatchSet",
-    "expect_column_to_exist": "ExpectColumnToExist",
-    "expect_column_values_to_not_be_null": "ExpectColumnValuesToNotBeNull",
-    "expect_column_values_to_be_unique": "ExpectColumnValuesToBeUnique",
-    "expect_column_values_to_be_in_set": "ExpectColumnValuesToBeInSet",
-    "expect_column_value_lengths_to_be_between": "ExpectColumnValueLengthsToBeBetween",
-    "expect_column_values_to_match_regex": "ExpectColumnValuesToMatchRegex",
-    "expect_column_values_to_be_between": "ExpectColumnValuesToBeBetween",
-    "expect_compound_columns_to_be_unique": "ExpectCompoundColumnsToBeUnique",
 }
 
 
@@ -180,6 +171,12 @@ class TableResult:
     file: str | None = None
     config: str | None = None
     column_null_percent: dict[str, float] = field(default_factory=dict)
+    # Why a FAILED table failed, as records (verdict.judge): gates, quarantine share, shares.
+    # threshold_failures holds the same reasons as text (the legacy field).
+    failed_because: list[dict[str, Any]] = field(default_factory=list)
+    # Rows breaking at least one quarantining rule of the rule file, and their share of rows.
+    quarantine_rows: int | None = None
+    quarantine_percent: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -195,6 +192,7 @@ class ValidationRun:
     summary: dict[str, Any]
     results_path: Path | None
     seconds: float
+    max_quarantine_percent: float | None = None
 
     @property
     def has_errors(self) -> bool:
@@ -436,6 +434,9 @@ class _Part:
     null_percent: dict[str, float] = field(default_factory=dict)
     seconds: float = 0.0
     error: str | None = None
+    # np.packbits of the rows breaking a quarantining rule of this part's rules (n/8 bytes to
+    # send back from a worker); None when the part has no quarantining rule.
+    quarantined: np.ndarray | None = None
 
 
 def _clean_value(value: Any) -> Any:
@@ -516,6 +517,10 @@ def _gx_kwargs(
     """The rule as GX should run it (value sets and bounds in the prepared column's type
     ``target``, see :func:`checks.prepared_type`; references resolved to a key)."""
     kwargs = dict(rule.kwargs)
+    record = rule_kinds.KINDS.get(rule.expectation_type)
+    problem = rule_kinds.bounds_problem(kwargs) if record and record.has_bounds else None
+    if problem:  # rule files refuse it at load; a rule built in code is refused here
+        raise checks.RuleEvaluationError(rule.rule_id, problem, hint="swap the bounds")
     if rule.expectation_type == "expect_column_values_to_be_in_set":
         if rule.reference is not None and "value_set" not in kwargs:
             parent, parent_column = rule.reference
@@ -652,6 +657,9 @@ def _validate_part(
         _validate_part_inner(
             settings, layout, rule_file, columns, table_rules, sample_size, data, part
         )
+        part.quarantined = _quarantined_part(
+            settings, layout, rule_file, columns, table_rules, sample_size, data
+        )
     except AimsError as exc:
         part.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one table's crash must not stop the other tables
@@ -661,6 +669,54 @@ def _validate_part(
         )
     part.seconds = time.perf_counter() - started
     return part
+
+
+def _quarantined_part(
+    settings: Settings,
+    layout: _Layout,
+    rule_file: RuleFile,
+    columns: Sequence[str] | None,
+    table_rules: bool,
+    sample_size: int | None,
+    data: pa.Table | None,
+) -> np.ndarray | None:
+    """Rows of this part's quarantining rules that break one (packed bits), or None.
+
+    The part's rules are its columns' row rules, and its multicolumn rules when it holds the
+    table rules: every part of a table adds disjoint rules, and :func:`_assemble` ORs them into the
+    rows quarantine would take (:func:`quarantine.quarantined_by_rules`, ingestion's masks)."""
+    from .quarantine import quarantined_by_rules
+
+    wanted = None if columns is None else set(columns)
+    rules = [
+        rule
+        for rule in rule_file.expectations
+        if rule.quarantines_rows
+        and (
+            (rule.is_row_level and (wanted is None or rule.column in wanted))
+            or (rule.is_multicolumn and table_rules)
+        )
+    ]
+    if not rules:
+        return None
+    references: dict[str, pa.Array] = {}
+    for rule in rules:
+        if rule.reference is not None and "value_set" not in rule.kwargs:
+            try:
+                references[rule.rule_id] = checks.reference_values(settings, *rule.reference)
+            except AimsError:  # the rule fails in GX with this error; no rows to split by it
+                continue
+    reader = _Reader(settings, layout, sample_size, data)
+    mask, _ = quarantined_by_rules(
+        layout.table,
+        rules,
+        reader.column,
+        layout.columns,
+        layout.rows,
+        list(settings.null_placeholders),
+        references,
+    )
+    return np.packbits(mask)
 
 
 def _validate_part_inner(
@@ -764,19 +820,15 @@ def _pct(part: float, whole: float) -> float | None:
     return 100.0 * part / whole if whole else None
 
 
-def _fmt(value: float, other: float) -> str:
-    """One decimal, more when one decimal would make a failing figure look equal to its bound."""
-    for digits in (1, 2, 3, 4):
-        text = f"{value:.{digits}f}"
-        if text != f"{other:.{digits}f}":
-            return text
-    return f"{value:.6f}"
-
-
 def _judge(
-    result: TableResult, rule_results: list[RuleResult], rule_file: RuleFile, dq_threshold: float
+    result: TableResult,
+    rule_results: list[RuleResult],
+    rule_file: RuleFile,
+    dq_threshold: float,
+    max_quarantine_percent: float = 100.0,
 ) -> None:
-    """Fill scores, statistics, failures and the verdict of a validated table."""
+    """Fill scores, statistics, failures and the verdict of a validated table (verdict.judge:
+    gates, share of rows quarantined, then the users' share thresholds)."""
     total = len(rule_results)
     passed = sum(r.success for r in rule_results)
     result.rule_results = rule_results
@@ -799,22 +851,18 @@ def _judge(
         members = [r for r in rule_results if r.dimension == dimension]
         result.dimension_scores[dimension] = _pct(sum(r.success for r in members), len(members))
     result.failures = [r.failure_entry() for r in rule_results if not r.success]
-    failures: list[str] = []
-    for severity in SEVERITIES:
-        members = [r for r in rule_results if r.severity == severity]
-        if not members:
-            continue
-        share = 100.0 * sum(r.success for r in members) / len(members)
-        bound = rule_file.threshold(severity)
-        if share < bound:
-            failures.append(f"{severity}: {_fmt(share, bound)}% < {_fmt(bound, share)}%")
-    if result.success_percentage < dq_threshold:
-        failures.append(
-            f"quality score {_fmt(result.success_percentage, dq_threshold)}% < "
-            f"{_fmt(dq_threshold, result.success_percentage)}%"
-        )
-    result.threshold_failures = failures
-    result.status = "FAILED" if failures else "PASSED"
+    judgement = verdict.judge(
+        rule_results,
+        rule_file,
+        dq_threshold,
+        result.success_percentage,
+        result.quarantine_rows,
+        result.row_count,
+        max_quarantine_percent,
+    )
+    result.failed_because = judgement.failed_because
+    result.threshold_failures = judgement.reasons
+    result.status = judgement.status
 
 
 def _display(settings: Settings, path: Path | None) -> str | None:
@@ -848,13 +896,29 @@ def _assemble(
         result.error = result.reason = errors[0]
         return result
     merged: dict[int, RuleResult] = {}
+    quarantined: np.ndarray | None = None
     for part in parts:
         merged.update(part.results)
         result.column_null_percent.update(part.null_percent)
+        if part.quarantined is not None:
+            quarantined = (
+                part.quarantined if quarantined is None else quarantined | part.quarantined
+            )
     missing = [i for i in range(len(rule_file.expectations)) if i not in merged]
     for index in missing:  # cannot happen unless a part lost results; never pass silently
         merged[index] = _failed(rule_file.expectations[index], index, "rule was not evaluated")
-    _judge(result, [merged[i] for i in sorted(merged)], rule_file, dq_threshold)
+    # packbits pads the last byte with zeros: the count of set bits is the count of rows
+    result.quarantine_rows = (
+        0 if quarantined is None else int(np.unpackbits(quarantined).sum(dtype=np.int64))
+    )
+    result.quarantine_percent = _pct(result.quarantine_rows, layout.rows)
+    _judge(
+        result,
+        [merged[i] for i in sorted(merged)],
+        rule_file,
+        dq_threshold,
+        float(settings.max_quarantine_percent),
+    )
     return result
 
 
@@ -1143,6 +1207,7 @@ def validate_tables(
         summary=summarize(ordered),
         results_path=None,
         seconds=0.0,
+        max_quarantine_percent=float(settings.max_quarantine_percent),
     )
     run.seconds = round(time.perf_counter() - started, 3)
     if write:
@@ -1169,6 +1234,10 @@ def results_document(run: ValidationRun) -> dict[str, Any]:
             "statistics": result.statistics,
             "failures": result.failures,
             "threshold_failures": result.threshold_failures,
+            "failed_because": result.failed_because,
+            "quarantine_rows": result.quarantine_rows,
+            "quarantine_percent": result.quarantine_percent,
+            "max_quarantine_percent": run.max_quarantine_percent,
             "dimension_scores": result.dimension_scores,
             "row_count": result.row_count,
             "seconds": result.seconds,
@@ -1180,6 +1249,7 @@ def results_document(run: ValidationRun) -> dict[str, Any]:
         "timestamp": run.timestamp,
         "run_id": run.run_id,
         "threshold": run.threshold,
+        "max_quarantine_percent": run.max_quarantine_percent,
         "summary": run.summary,
         "validated_in_run": list(files),
         "run_summary": run.summary,
