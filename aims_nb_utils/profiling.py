@@ -1740,6 +1740,7 @@ def _value_set_rule(table: str, col: ColumnProfile, tolerance: float) -> Expecta
         "validity",
         True,
         _mostly(nonnull - rejected, nonnull, tolerance),
+        gate=True,
         observed_distinct=col.distinct_count,
         observed_drops=col.drops if col.drops > 1 else None,
         observed_excluded_values={v: c for v, (c, _) in sorted(excluded.items())} or None,
@@ -1798,6 +1799,7 @@ def _range_rule(col: ColumnProfile, tolerance: float) -> Expectation | None:
         "validity",
         True,
         _mostly(numbers - outside, numbers, tolerance) if numbers else None,
+        gate=True,
         observed_min=_number(col.numeric_min),
         observed_max=_number(col.numeric_max),
         observed_drops=col.drops if col.drops > 1 else None,
@@ -2088,15 +2090,20 @@ def _column_rules(
             fk if fk is not None and (fk.parent_table, fk.parent_column) == reference else None
         )
         orphans = observed.orphan_rows if observed is not None else 0
+        # A reference seen with many orphans (a partial parent list) keeps its orphan rows:
+        # only one that held on (almost) every row says an orphan is a defective row.
+        partial = nonnull > 0 and 100.0 * orphans / nonnull >= QUARANTINE_NULL_MAX_PERCENT
         rules.append(
             _rule(
                 "expect_column_values_to_be_in_set",
                 {"column": name},
                 "high",
-                f"Every {name} must be an existing {parent}.{parent_column}",
+                f"Every {name} must be an existing {parent}.{parent_column}"
+                + (" - partial reference: orphan rows are not quarantined" if partial else ""),
                 "consistency",
-                True,
+                not partial,
                 _mostly(nonnull - orphans, nonnull, tol),
+                gate=True,
                 reference={"table": parent, "column": parent_column},
                 observed_orphan_rows=orphans if observed is not None else None,
                 observed_contained_percent=(

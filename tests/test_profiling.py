@@ -21,9 +21,9 @@ from aims_nb_utils.io import list_bronze_tables
 from aims_nb_utils.profiling import (
     HASH_KEY,
     ProfileRun,
+    excluded_values,
     profile_table,
     profile_tables,
-    excluded_values,
     rare_values,
     rules_hash,
     suggest_rules,
