@@ -15,17 +15,45 @@ How rules are calibrated (what a reviewer can rely on)
   always passes, and a drop that is ``null_tolerance`` points worse fails. With tolerance 0 a rule
   that held on every row gets no ``mostly`` (strict); with the default tolerance of 2 it gets
   0.98. A rule whose ``mostly`` would be 0 or less (a not-null rule on a column null on nearly
-  every row) is not written: it could never fail.
+  every row) is not written: it could never fail. Exceptions, because what was observed says
+  more: the row identity's uniqueness (and a composite row identity's) is strict when it held
+  on every row and otherwise tolerates twice the duplicate share seen; a sparse column's
+  not-null rule tolerates its worst drop's null share half again (at least the tolerance).
+* Gates (``meta.gate: true``, see docs/architecture.md "Verdicts": a failed gate fails the
+  table) are the rules whose failure means the table cannot be trusted: the row count below
+  ``ROW_COLLAPSE_SHARE`` (10 %) of the fewest rows profiled, every column's existence (a
+  dropped or renamed column), the row identity's uniqueness, the not-null rule of a column
+  (almost) complete in every profiled drop (the key's completeness, a complete column gone
+  null past the tolerance), and a text column's type rule. Value sets, ranges and references
+  gate too, at their ``mostly``: a few rows with a new code, a sentinel or an orphan are
+  quarantined and the table passes; a significant share (past the tolerance) fails it. Lengths,
+  the column count and sparse columns' not-null rules keep the share-based verdict.
 * ``meta.quarantine`` is true where a broken rule means a defective row. Not-null rules quarantine
-  only when the column was below 1 % null when profiled; a genuinely sparse column keeps its rows.
-* Learned bounds ignore injected-looking outliers. A category value seen in far fewer rows than
-  the others is left out of the value set and listed in ``meta.observed_excluded_values`` for
-  review: under 0.1 % of the non-null rows of a column with at least 1,000 of them, 20 times
-  rarer than the rarest ordinary value, or not in the published spec's value set and under
-  1 % (see ``rare_values``). A text length more than twice the 99th percentile length (of at
-  least 200 values) is left out of the length bound. Both show up in the rule's ``mostly``.
+  only when the column was below 1 % null when profiled and, if it held nulls, the published
+  spec does not say it may be null; a genuinely sparse column keeps its rows, and so does a
+  reference seen with 1 % or more orphans (a partial parent list).
+* Value sets only for genuinely categorical columns (``_value_set_rule``): at most 50 values
+  with, on average and at the median, at least 5 rows each; not a calendar part (a column named
+  month/day/hour/quarter/week/year..., see ``CALENDAR_PARTS``: it gets its domain, e.g. 1-12,
+  or for a year a range with a margin); not a single value unless the published spec says so
+  or several drops held it. A rare value is not a defect because it is rare: it is left out of
+  the set only with evidence, recorded in ``meta.observed_excluded_values`` and
+  ``meta.exclusion_evidence`` (see ``excluded_values``: not in the published spec, a
+  whitespace/case variant of a common value, breaking the common values' type or characters,
+  far longer). A text length more than twice the 99th percentile length (of at least 200
+  values) is left out of the length bound. Both show up in the rule's ``mostly``.
+* Ranges (``_range_rule``) are learned from the bulk of the values: an extreme outlier (past a
+  gap wider than the 1st-99th percentile spread, at most 0.5 % of the rows, see
+  ``_range_figures``) is left out and listed in ``meta.observed_outliers``. The bounds reach one
+  observed span (or half the magnitude) past both ends, never across zero when no value did:
+  a growing measure slightly past its old maximum is normal, a sentinel (99999), a sign flip or
+  a unit error is far outside. ``meta.observed_min/max`` keep what was seen.
 * A column with a value set gets no range rule, nor a length rule when every allowed value is
   within the length bound: they could only flag rows the set flags already.
+* History (``profile --history N``): every drop profiled on all rows has its column statistics
+  recorded in the state database (``state.record_drop_statistics``, one row per drop: file size
+  and time); with N > 1 the value sets, ranges, null tolerances and the row-count floor are
+  calibrated on this drop and the N-1 drops recorded before it (``merge_history``).
 * Types: a typed column (int64, decimal, date32, timestamp, bool: a newer export) is profiled
   on its typed values and gets no inferred type and no type-conformance rule: the file says
   what it is. A text-stored column whose non-null values match ``rules.TYPE_PATTERNS[t]`` for
@@ -1703,6 +1731,18 @@ def _published_values(table: str, column: str) -> tuple[str, ...] | None:
         return None
 
 
+def _published_nullable(table: str, column: str) -> bool:
+    """Whether the published spec says the column may be null (a null there is no defect)."""
+    spec = get_table(table)
+    if spec is None:
+        return False
+    try:
+        share = spec.column(column).nullable_percent
+    except KeyError:
+        return False
+    return share is None or share > 0
+
+
 def _value_set_rule(table: str, col: ColumnProfile, tolerance: float) -> Expectation | None:
     """An in-set rule for a genuinely categorical column, else None.
 
@@ -1973,8 +2013,10 @@ def _column_rules(
     # Nulls: a column (almost) complete in every profiled drop gates the table on a burst of
     # nulls (its usual share plus the tolerance); a sparse column tolerates its usual variation
     # (its worst drop's null share, half again, at least the tolerance) and keeps its rows.
+    # A null in a column the published spec says may be null is no defect: its rows are kept.
     worst = max(col.null_percent, col.null_percent_max or 0.0)
     optional = worst >= QUARANTINE_NULL_MAX_PERCENT
+    nullable = optional or (worst > 0 and _published_nullable(table, name))
     if optional:
         allowed_nulls = worst + max(tol, SPARSE_NULL_VARIATION * worst)
         not_null_mostly = _mostly(1, 1, allowed_nulls)
@@ -1986,9 +2028,9 @@ def _column_rules(
             {"column": name},
             "high" if is_id else "medium",
             f"Column {name} should have minimal nulls (currently {col.null_percent:g}%)"
-            + (" - optional column: rows are not quarantined for a null here" if optional else ""),
+            + (" - optional column: rows are not quarantined for a null here" if nullable else ""),
             "completeness",
-            not optional,
+            not nullable,
             not_null_mostly,
             gate=not optional,
             observed_null_percent=col.null_percent,

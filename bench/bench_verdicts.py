@@ -434,9 +434,20 @@ def unchanged_drop(lake: Lake, bronze: Path, work: Path) -> dict[str, Any]:
     real: dict[str, set[int]] = {}
     manifest = bronze / "_defects.parquet"
     if manifest.exists():
-        defects = pq.read_table(manifest, columns=["table", "row_index"]).to_pylist()
+        defects = pq.read_table(
+            manifest, columns=["table", "row_index", "row_id", "defect_kind"]
+        ).to_pylist()
+        copied: dict[str, set[str]] = {}
         for row in defects:
             real.setdefault(row["table"], set()).add(int(row["row_index"]))
+            if row["defect_kind"] == "duplicate_id" and row["row_id"] is not None:
+                copied.setdefault(row["table"], set()).add(_canonical(row["row_id"]))
+        # a duplicated ID makes both of its rows ambiguous: the original is no clean row either
+        for table, ids in copied.items():
+            keys = pq.read_table(bronze / f"{table}.parquet", columns=["ID"]).column(0)
+            for i, value in enumerate(keys.to_pylist()):
+                if value is not None and _canonical(value) in ids:
+                    real[table].add(i)
     failed = sorted(t for t, r in results.items() if r["status"] in ("FAILED", "ERROR"))
     rows = sum(r["rows"] for r in results.values())
     beyond = sum(
@@ -456,6 +467,14 @@ def unchanged_drop(lake: Lake, bronze: Path, work: Path) -> dict[str, Any]:
     }
 
 
+def _canonical(value: Any) -> str:
+    text = str(value).strip()  # '13000015.0' is the ID 13000015
+    return text[:-2] if text.endswith(".0") else text
+
+
+PLACEHOLDERS = ("", " ", "None", "NaT")
+
+
 def later_slice(lake: Lake, bronze: Path, work: Path) -> dict[str, Any]:
     home = fresh_home(work / "slice", bronze)
     new_rows: dict[str, np.ndarray] = {}
@@ -465,8 +484,9 @@ def later_slice(lake: Lake, bronze: Path, work: Path) -> dict[str, Any]:
             continue
         data = pq.read_table(path)
         values = data.column(column)
-        if pa.types.is_string(values.type):
-            order = pc.cast(pc.fill_null(values, ""), pa.string())
+        if pa.types.is_string(values.type):  # placeholders are no time: nulls, as profiling reads
+            placeholder = pc.is_in(values, value_set=pa.array(PLACEHOLDERS, pa.string()))
+            order = pc.if_else(placeholder, pa.scalar(None, pa.string()), values)
         else:
             order = values
         present = pc.drop_null(order)
@@ -483,7 +503,9 @@ def later_slice(lake: Lake, bronze: Path, work: Path) -> dict[str, Any]:
             ranked = np.sort(np.asarray(present.to_pylist(), dtype=object))
             median = ranked[len(ranked) // 2]
             early = pc.less_equal(order, pa.scalar(median, type=order.type))
-        early = pc.fill_null(early, True)
+        # rows without a time belong to no period: the first half of the file's positions is old
+        first_half = pa.array(np.arange(data.num_rows) < data.num_rows // 2)
+        early = pc.if_else(pc.is_null(early), first_half, early)
         write_table(home, table, data.filter(early))
         new_rows[table] = np.flatnonzero(~np.asarray(early.to_numpy(zero_copy_only=False)))
     profile(home)
