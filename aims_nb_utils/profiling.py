@@ -22,16 +22,19 @@ How rules are calibrated (what a reviewer can rely on)
 * Gates (``meta.gate: true``, see docs/architecture.md "Verdicts": a failed gate fails the
   table) are the rules whose failure means the table cannot be trusted: the row count below
   ``ROW_COLLAPSE_SHARE`` (10 %) of the fewest rows profiled, every column's existence (a
-  dropped or renamed column), the row identity's uniqueness, the not-null rule of a column
+  dropped or renamed column), the row identity's uniqueness (when declared in
+  ``table_keys`` or no coincidence: chance would give ``GATE_KEY_CHANCE_MIN`` duplicate
+  pairs among values drawn from its value space), the not-null rule of a column
   (almost) complete in every profiled drop (the key's completeness, a complete column gone
   null past the tolerance), and a text column's type rule. Value sets, ranges and references
   gate too, at their ``mostly``: a few rows with a new code, a sentinel or an orphan are
   quarantined and the table passes; a significant share (past the tolerance) fails it. Lengths,
   the column count and sparse columns' not-null rules keep the share-based verdict.
 * ``meta.quarantine`` is true where a broken rule means a defective row. Not-null rules quarantine
-  only when the column was below 1 % null when profiled and, if it held nulls, the published
-  spec does not say it may be null; a genuinely sparse column keeps its rows, and so does a
-  reference seen with 1 % or more orphans (a partial parent list).
+  only when the column was complete in every profiled drop, or below 1 % null and published as
+  never null (the AIMS spec); nulls seen in real data are data. Likewise a reference seen with
+  orphans keeps its orphan rows (a partial parent list), unless the spec publishes the column
+  as a reference and they are under 1 %.
 * Value sets only for genuinely categorical columns (``_value_set_rule``): at most 50 values
   with, on average and at the median, at least 5 rows each; not a calendar part (a column named
   month/day/hour/quarter/week/year..., see ``CALENDAR_PARTS``: it gets its domain, e.g. 1-12,
@@ -43,7 +46,7 @@ How rules are calibrated (what a reviewer can rely on)
   far longer). A text length more than twice the 99th percentile length (of at least 200
   values) is left out of the length bound. Both show up in the rule's ``mostly``.
 * Ranges (``_range_rule``) are learned from the bulk of the values: an extreme outlier (past a
-  gap wider than the 1st-99th percentile spread, at most 0.5 % of the rows, see
+  gap over 3 times the 1st-99th percentile spread, at most 0.5 % of the rows, see
   ``_range_figures``) is left out and listed in ``meta.observed_outliers``. The bounds reach one
   observed span (or half the magnitude) past both ends, never across zero when no value did:
   a growing measure slightly past its old maximum is normal, a sentinel (99999), a sign flip or
@@ -168,12 +171,13 @@ GAP_SHARE = 0.005  # in any column: a value in at most 0.5 % of the rows ...
 GAP_FACTOR = 20  # ... and 20x rarer than the rarest ordinary value is likely a defect
 UNPUBLISHED_SHARE = 0.01  # a value the published spec does not list, in < 1 % of the rows
 OUTLIER_MIN_VALUES = 200  # fewer values than this say too little about a length distribution
-OUTLIER_GAP_SPREADS = 1.0  # an extreme outlier sits past a gap this many 1-99 % spreads wide
+OUTLIER_GAP_SPREADS = 3.0  # an extreme outlier sits past a gap this many 1-99 % spreads wide
 OUTLIER_MAX_SHARE = 0.005  # ... and such values are at most 0.5 % of the rows (else a mode)
 OUTLIER_EXAMPLES = 5  # outlying values quoted in meta
 RANGE_MARGIN_SPANS = 1.0  # a learned range reaches this many observed spans past its ends ...
 RANGE_MARGIN_MAGNITUDE = 0.5  # ... or this share of the values' magnitude (a constant year)
 ROW_COLLAPSE_SHARE = 0.1  # a drop with under 10 % of the fewest rows profiled has collapsed
+GATE_KEY_CHANCE_MIN = 4.0  # a row identity gates when chance would give 4+ duplicate pairs
 KEY_DUPLICATE_FACTOR = 2.0  # a key tolerates up to twice the duplicate share it was seen with
 SPARSE_NULL_VARIATION = 0.5  # a sparse column tolerates half again its null share (or more)
 CATEGORY_MAX_VALUES = 50  # most distinct values an in-set rule lists
@@ -919,11 +923,12 @@ def _range_figures(profile: ColumnProfile, floats: np.ndarray, weights: np.ndarr
     """The bulk of a number column and its extreme outliers, with the evidence for each.
 
     A value is left out of the learned range only when it is separated from the rest by a gap
-    wider than the column's whole 1st-99th percentile spread, lies beyond that spread again past
-    the percentile, and such values are at most ``OUTLIER_MAX_SHARE`` of the rows: a sentinel
-    (99999 above amounts under 5,000), not the long tail of a skewed measure (delays of 1,301
-    minutes after 1,137 and 1,126 are kept). Columns with fewer than ``OUTLIER_MIN_VALUES``
-    values, or no spread, keep everything.
+    wider than ``OUTLIER_GAP_SPREADS`` times the column's 1st-99th percentile spread, lies that
+    far past the percentile, and such values are at most ``OUTLIER_MAX_SHARE`` of the rows: a
+    sentinel (99999 above amounts under 5,000; a wind speed of 1,048 mph among winds under 30),
+    not the long tail of a skewed measure (delays of 1,301 minutes after 1,137 and 1,126 are
+    kept) nor a remote real place (a longitude of +144 among -160..-68). Columns with fewer
+    than ``OUTLIER_MIN_VALUES`` values, or no spread, keep everything.
     """
     if floats.size == 0:
         return
@@ -970,8 +975,8 @@ def _range_figures(profile: ColumnProfile, floats: np.ndarray, weights: np.ndarr
             }
     if found:
         found["evidence"] = (
-            "separated from the other values by a gap wider than their 1st-99th percentile "
-            f"spread ({_number(round(spread, 6))})"
+            f"separated from the other values by a gap over {OUTLIER_GAP_SPREADS:g} times their "
+            f"1st-99th percentile spread ({_number(round(spread, 6))})"
         )
         profile.range_outliers = found
 
@@ -1731,16 +1736,26 @@ def _published_values(table: str, column: str) -> tuple[str, ...] | None:
         return None
 
 
-def _published_nullable(table: str, column: str) -> bool:
-    """Whether the published spec says the column may be null (a null there is no defect)."""
+def _published_column(table: str, column: str) -> Any:
     spec = get_table(table)
     if spec is None:
-        return False
+        return None
     try:
-        share = spec.column(column).nullable_percent
+        return spec.column(column)
     except KeyError:
-        return False
-    return share is None or share > 0
+        return None
+
+
+def _published_never_null(table: str, column: str) -> bool:
+    """Whether the published spec says the column is never null (a null there is a defect)."""
+    published = _published_column(table, column)
+    return published is not None and published.nullable_percent == 0
+
+
+def _published_reference(table: str, column: str) -> bool:
+    """Whether the published spec says the column references another table's key."""
+    published = _published_column(table, column)
+    return published is not None and published.kind == "fk"
 
 
 def _value_set_rule(table: str, col: ColumnProfile, tolerance: float) -> Expectation | None:
@@ -1927,7 +1942,11 @@ def suggest_rules(
             role = (
                 "identity" if identity == [col.name] else "unique" if col.name in unique else None
             )
-            rules.extend(_column_rules(table, col, tol, foreign_keys.get(col.name), role))
+            rules.extend(
+                _column_rules(
+                    table, col, tol, foreign_keys.get(col.name), role, settings.keys_for(table)
+                )
+            )
     if not profile.empty:
         rules.extend(_compound_key_rules(profile))
     data_source: dict[str, Any] = {
@@ -2002,6 +2021,7 @@ def _column_rules(
     tol: float,
     reference: tuple[str, str] | None,
     role: str | None = None,
+    declared_keys: Sequence[Sequence[str]] = (),
 ) -> list[Expectation]:
     """Rules of one column; ``role`` is 'identity' for the table's row identity (the first
     candidate key), 'unique' for another column found unique, None otherwise."""
@@ -2013,10 +2033,12 @@ def _column_rules(
     # Nulls: a column (almost) complete in every profiled drop gates the table on a burst of
     # nulls (its usual share plus the tolerance); a sparse column tolerates its usual variation
     # (its worst drop's null share, half again, at least the tolerance) and keeps its rows.
-    # A null in a column the published spec says may be null is no defect: its rows are kept.
+    # A null is a defective row only where the column was complete in every profiled drop, or
+    # (almost complete) where the published spec says it is never null: nulls seen in real data
+    # (0.5 % of a TPC-DS measure, an AIMS column published as 0.9 % null) are data.
     worst = max(col.null_percent, col.null_percent_max or 0.0)
     optional = worst >= QUARANTINE_NULL_MAX_PERCENT
-    nullable = optional or (worst > 0 and _published_nullable(table, name))
+    nullable = optional or (worst > 0 and not _published_never_null(table, name))
     if optional:
         allowed_nulls = worst + max(tol, SPARSE_NULL_VARIATION * worst)
         not_null_mostly = _mostly(1, 1, allowed_nulls)
@@ -2041,6 +2063,10 @@ def _column_rules(
         return _can_fail(rules)
 
     unique_rows = nonnull - (col.duplicate_rows or 0)
+    # The row identity gates when its uniqueness is no coincidence (or a person declared it):
+    # 700 time-of-day values unique among 86,400 could be chance, and break in the next drop.
+    declared = [name] in [list(k) for k in declared_keys]
+    gates_key = is_id and (declared or _chance_duplicates(col) >= GATE_KEY_CHANCE_MIN)
     if col.duplicate_rows is not None and role is not None:
         rules.append(
             _rule(
@@ -2053,10 +2079,10 @@ def _column_rules(
                 True,
                 (
                     _key_mostly(col.duplicate_rows, nonnull)
-                    if is_id
+                    if gates_key
                     else _mostly(unique_rows, nonnull, tol)
                 ),
-                gate=is_id,
+                gate=gates_key,
                 observed_duplicate_rows=col.duplicate_rows,
             )
         )
@@ -2132,9 +2158,13 @@ def _column_rules(
             fk if fk is not None and (fk.parent_table, fk.parent_column) == reference else None
         )
         orphans = observed.orphan_rows if observed is not None else 0
-        # A reference seen with many orphans (a partial parent list) keeps its orphan rows:
-        # only one that held on (almost) every row says an orphan is a defective row.
-        partial = nonnull > 0 and 100.0 * orphans / nonnull >= QUARANTINE_NULL_MAX_PERCENT
+        # A reference seen with orphans (a partial parent list: 'same day last year' before the
+        # calendar starts) keeps its orphan rows, unless the published spec says the column is
+        # a reference and they are under 1 % (then they are the defects).
+        share = 100.0 * orphans / nonnull if nonnull else 0.0
+        partial = orphans > 0 and not (
+            share < QUARANTINE_NULL_MAX_PERCENT and _published_reference(table, name)
+        )
         rules.append(
             _rule(
                 "expect_column_values_to_be_in_set",
