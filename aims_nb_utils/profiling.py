@@ -115,6 +115,7 @@ import multiprocessing
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -2404,14 +2405,22 @@ def _with_history(
     except OSError:
         return profile
     db = settings.paths.state_db
-    state.record_drop_statistics(
-        db,
-        profile.table,
-        this_drop,
-        profile.total_rows or profile.rows,
-        drop_statistics(profile),
-        run_id,
-    )
+    try:
+        state.record_drop_statistics(
+            db,
+            profile.table,
+            this_drop,
+            profile.total_rows or profile.rows,
+            drop_statistics(profile),
+            run_id,
+        )
+    except AimsError as exc:
+        if history > 1:
+            raise
+        # The rules of this drop do not need the history: a state database that cannot be
+        # written costs the next --history run this drop, not this profile.
+        warnings.warn(f"{profile.table}: drop statistics not recorded: {exc}", stacklevel=2)
+        return profile
     if history <= 1:
         return profile
     records = state.drop_statistics(db, profile.table, history)

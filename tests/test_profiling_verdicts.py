@@ -251,3 +251,19 @@ def test_history_must_be_at_least_one_drop(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["profile", "--home", str(settings.paths.home), "--history", "0"])
     assert "give 1 or more" in capsys.readouterr().err
+
+
+def test_an_unwritable_state_database_costs_the_history_not_the_rules(tmp_path: Path) -> None:
+    settings = _home(tmp_path)
+    _write(settings, _demo(np.random.default_rng(10), rows=300))
+    blocker = settings.paths.state_db.parent
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("a file where the state folder should be")
+    with pytest.warns(UserWarning, match="drop statistics not recorded"):
+        run = profile_tables(settings, max_workers=1)
+    assert run.written == [settings.paths.rule_file(TABLE)]
+    # ... but a profile that must read the history says why it cannot
+    from aims_nb_utils.errors import AimsError
+
+    with pytest.raises(AimsError, match="state"):
+        profile_tables(settings, max_workers=1, history=2, force=True)
