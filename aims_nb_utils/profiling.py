@@ -2075,9 +2075,10 @@ def _column_rules(
                 {"column": name},
                 "high",
                 f"Key column {name} must have unique values"
-                + (" ('13000015.0' equals '13000015')" if col.source_type is None else ""),
+                + (" ('13000015.0' equals '13000015')" if col.source_type is None else "")
+                + ("" if gates_key or not is_id else " - may be unique by chance: rows kept"),
                 "uniqueness",
-                True,
+                gates_key or not is_id,  # a row identity that may be chance keeps its rows
                 (
                     _key_mostly(col.duplicate_rows, nonnull)
                     if gates_key

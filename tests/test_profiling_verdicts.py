@@ -267,3 +267,18 @@ def test_an_unwritable_state_database_costs_the_history_not_the_rules(tmp_path: 
 
     with pytest.raises(AimsError, match="state"):
         profile_tables(settings, max_workers=1, history=2, force=True)
+
+
+def test_a_row_identity_that_may_be_chance_does_not_gate(tmp_path: Path) -> None:
+    """600 times of day unique among 86,400 seconds: the best key found, but chance would give
+    about two duplicate pairs only; a later drop may repeat one. A dense ID gates."""
+    settings = _home(tmp_path)
+    rng = np.random.default_rng(11)
+    seconds = rng.choice(86_400, 600, replace=False)
+    _write(settings, {"T": list(seconds), "CODE": list(rng.choice(["a", "b"], 600))})
+    rules = _rules_of(settings)
+    unique = rules["expect_column_values_to_be_unique(T)"]
+    assert "gate" not in unique.meta and unique.meta["quarantine"] is False
+    _write(settings, {"T": list(range(600)), "CODE": list(rng.choice(["a", "b"], 600))})
+    unique = _rules_of(settings)["expect_column_values_to_be_unique(T)"]
+    assert unique.meta["gate"] is True and unique.meta["quarantine"] is True
