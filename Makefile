@@ -13,7 +13,7 @@ SCALE ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup init init-public pipeline test test-fast format lint clean wheel bench \
+.PHONY: help setup init init-public pipeline test test-floors test-fast format lint clean wheel bench \
 	profile adjust-thresholds validate-dq dq-pipeline repair validate ingest-all ingest-assets \
 	ingest-attrs watermarks history run-orchestration run-notebooks data-pipeline settings
 
@@ -41,6 +41,26 @@ init-public: setup  ## write a public data set into the Bronze folder, offline (
 
 test: setup  ## run the test suite
 	$(PY) -m pytest -q $(ARGS)
+
+# The core tests on the oldest versions the package supports (what the Fabric runtimes ship,
+# pinned in ci/floors.txt), in their own venv with the core package and pytest only: no papermill,
+# Jupyter or browser, as in Fabric. Run by .ci/run after `make test`.
+FLOORS_VENV := .venv-floors
+FLOORS_PY := $(FLOORS_VENV)/bin/python
+FLOORS_STAMP := $(FLOORS_VENV)/.aims-installed
+CORE_TESTS ?= tests/test_settings.py tests/test_environment.py tests/test_state.py \
+	tests/test_checks.py tests/test_rules.py tests/test_storage.py tests/test_profiling.py \
+	tests/test_validation.py tests/test_ingestion.py tests/test_repair.py tests/test_fabric_mount.py
+
+$(FLOORS_STAMP): pyproject.toml ci/floors.txt
+	@test -x $(FLOORS_PY) || $(PYTHON_BOOT) -m venv $(FLOORS_VENV)
+	$(FLOORS_PY) -m pip install --quiet --upgrade pip
+	$(FLOORS_PY) -m pip install --quiet -c ci/floors.txt -e . pytest pytest-timeout
+	@touch $(FLOORS_STAMP)
+
+test-floors: $(FLOORS_STAMP)  ## core tests on the Fabric runtimes' versions (ci/floors.txt) in .venv-floors
+	$(FLOORS_PY) -m pip freeze --exclude-editable | grep -iE '^(pandas|numpy|pyarrow|deltalake|duckdb|great.expectations)=='
+	$(FLOORS_PY) -m pytest -q -p no:cacheprovider $(CORE_TESTS) $(ARGS)
 
 format: setup  ## format with black and fix with ruff
 	$(VENV)/bin/ruff check --fix aims_nb_utils tests bench run_all.py
@@ -118,7 +138,7 @@ adjust-thresholds: setup  ## set quality_thresholds.critical and .high to THRESH
 	$(AIMS) adjust-thresholds --threshold $(THRESHOLD) $(if $(TABLES),--tables $(TABLES),) $(ARGS)
 
 # --- validation with Great Expectations (validation.py, checks.py) ------------------------------
-validate-dq: setup  ## validate every table (TABLES=... for some) with Great Expectations on all rows; writes config/validation_results/validation_results.json; exit 1 if a table is ERROR
+validate-dq: setup  ## validate every table (TABLES=... for some) with Great Expectations on all rows; writes config/validation_results/validation_results.json (ARGS=--data-docs: GX Data Docs in outputs/data_docs); exit 1 if a table is ERROR
 	$(AIMS) validate-dq $(if $(TABLES),--tables $(TABLES),) $(ARGS)
 
 dq-pipeline: setup profile adjust-thresholds validate-dq  ## profile, set thresholds (THRESHOLD=95), validate: the DQ phase in one command

@@ -8,7 +8,8 @@ Both must agree on what a rule means, so this module owns the two halves of that
   referential rules and id/fk columns integer-looking text is canonicalised ('13000015.0' ->
   '13000015'); for ``expect_column_values_to_be_between`` values are read as numbers
   (unparseable text -> null: the type-conformance rule reports those).
-* :func:`unexpected_mask` computes the same rule independently with pyarrow, row by row, with
+* :func:`unexpected_mask` computes the same rule independently with pyarrow (each kind's mask is
+  in its record, :mod:`aims_nb_utils.rule_kinds`, which also says its preparation), row by row, with
   GX's conventions: a null is never unexpected except for the not-null rule; a uniqueness rule
   flags *every* occurrence of a duplicated non-null value; in-set, regex, length and range rules
   ignore nulls. ``tests/test_checks.py`` and ``tests/test_validation.py`` prove the parity with
@@ -82,8 +83,14 @@ def is_text_type(arrow_type: pa.DataType) -> bool:
     return (
         pa.types.is_string(arrow_type)
         or pa.types.is_large_string(arrow_type)
-        or pa.types.is_string_view(arrow_type)
+        or _is_string_view(arrow_type)
     )
+
+
+def _is_string_view(arrow_type: pa.DataType) -> bool:
+    # string_view arrived in pyarrow 16; the Fabric Spark runtime ships 14, which cannot hold it.
+    check = getattr(pa.types, "is_string_view", None)
+    return check is not None and check(arrow_type)
 
 
 _is_text_type = is_text_type  # the name older callers use
@@ -479,12 +486,27 @@ def prepare_arrow(
     return prepare_form(normalize_nulls(values, placeholders), form)
 
 
+def _nan_string_dtype() -> pd.StringDtype:
+    """pyarrow-backed strings whose missing value is NaN, on every supported pandas.
+
+    pandas 2.3+ spells it ``StringDtype("pyarrow", na_value=np.nan)``; pandas 2.1 and 2.2 (the
+    Fabric runtimes ship 2.1.4) know the same dtype only as ``"pyarrow_numpy"``, which 3.0 removed.
+    """
+    try:
+        return pd.StringDtype("pyarrow", na_value=np.nan)
+    except TypeError:  # pandas < 2.3: no na_value argument
+        return pd.StringDtype("pyarrow_numpy")
+
+
+NAN_STRING_DTYPE = _nan_string_dtype()
+
+
 def to_series(values: pa.ChunkedArray, name: str | None = None) -> pd.Series:
     """Arrow -> pandas without copying text (pyarrow-backed strings, NaN for null)."""
     if is_text_type(values.type) and not pa.types.is_string(values.type):
         values = pc.cast(values, pa.string())
     if pa.types.is_string(values.type):
-        series = pd.Series(pd.array(values, dtype=pd.StringDtype("pyarrow", na_value=np.nan)))
+        series = pd.Series(pd.array(values, dtype=NAN_STRING_DTYPE))
     else:
         series = pd.Series(
             values.to_numpy(), dtype=np.float64 if pa.types.is_floating(values.type) else None

@@ -516,6 +516,13 @@ def _cmd_adjust_thresholds(args: argparse.Namespace) -> int:
 def _validate_dq_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rules-dir", default=None, help="folder of rule files (default: paths.rules)")
     add_run_scope(p, "validate")
+    p.add_argument(
+        "--data-docs",
+        action="store_true",
+        default=None,
+        help="also write GX Data Docs of the validated tables to outputs/data_docs/index.html "
+        "(default: the data_docs setting)",
+    )
 
 
 @command(
@@ -540,6 +547,7 @@ def _cmd_validate_dq(args: argparse.Namespace) -> int:
         max_workers=args.max_workers,
         progress=sys.stderr.isatty(),
         run_id=args.run_id,
+        data_docs=args.data_docs,
     )
 
     def pct(value: float | None) -> str:
@@ -569,6 +577,8 @@ def _cmd_validate_dq(args: argparse.Namespace) -> int:
         f"{run.seconds:.1f}s; run {run.run_id}"
     )
     print(f"results: {run.results_path}")
+    if run.data_docs is not None:
+        print(f"data docs: {run.data_docs}")
     for result in run.tables.values():
         if result.status == "ERROR":
             print(f"error: {result.error}", file=sys.stderr)
@@ -577,6 +587,63 @@ def _cmd_validate_dq(args: argparse.Namespace) -> int:
 
 def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+# --- GX Expectation Suites (gx_suites.py) --------------------------------------------------------
+
+
+def _export_suites_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--out", default=None, help="folder for <table>.json (default: outputs/gx_suites)"
+    )
+    p.add_argument("--rules-dir", default=None, help="folder of rule files (default: paths.rules)")
+    p.add_argument("--tables", nargs="+", default=None, help="only these tables' rule files")
+
+
+@command(
+    "export-gx-suites",
+    "write every rule file as a Great Expectations 1.x Expectation Suite JSON "
+    "(gx.ExpectationSuite(**json) loads it); severity, references and table fields kept in meta",
+    _export_suites_args,
+)
+def _cmd_export_gx_suites(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .gx_suites import export_suites
+
+    settings = settings_from_args(args)
+    rules_dir = Path(args.rules_dir) if args.rules_dir else settings.paths.rules
+    out = Path(args.out) if args.out else settings.paths.outputs / "gx_suites"
+    written = export_suites(rules_dir, out, tables=args.tables)
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(written)} suite(s) from {rules_dir} in {out}")
+    return 0
+
+
+def _import_suite_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", help="a GX 1.x Expectation Suite JSON file")
+    p.add_argument("--table", default=None, help="table name (default: the suite's name)")
+    p.add_argument("--rules-dir", default=None, help="where to write (default: paths.rules)")
+    p.add_argument("--force", action="store_true", help="replace an existing rule file")
+
+
+@command(
+    "import-gx-suite",
+    "turn a GX 1.x Expectation Suite JSON into config/data_quality/<table>_validation.yml "
+    "(checked like any rule file; an existing file is kept unless --force)",
+    _import_suite_args,
+)
+def _cmd_import_gx_suite(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .gx_suites import import_suite
+
+    settings = settings_from_args(args)
+    rules_dir = Path(args.rules_dir) if args.rules_dir else settings.paths.rules
+    target = import_suite(Path(args.file), rules_dir, table=args.table, force=args.force)
+    print(f"wrote {target}")
+    return 0
 
 
 # --- schema drift, Gold star schema, BI KPIs (drift.py, gold.py, bi.py) -----------------------

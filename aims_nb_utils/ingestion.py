@@ -51,7 +51,9 @@ Per table and run:
    quarantine, and (except under ``keep_previous``) Silver rows + quarantine rows = Bronze rows
    and (for a table with a key) no key twice in Silver. A violation publishes nothing and fails the run
    (:class:`IngestInvariantError`). Then both tables are committed (atomic rename or one Delta
-   commit each) and only then the watermark and state: a run killed at any point leaves the
+   commit each: a Silver with a key is updated by a MERGE on it, so Delta history and time
+   travel show the rows that changed; a keyless snapshot table and the quarantine are
+   overwritten) and only then the watermark and state: a run killed at any point leaves the
    previous Silver readable, and the next run recomputes from the data itself (hashes), so it
    converges to what an uninterrupted run gives.
 
@@ -415,6 +417,7 @@ def plan_table(
         key,
         settings.null_placeholders,
         settings.dq_threshold,
+        settings.max_quarantine_percent,  # the verdict depends on it (issue 11)
         settings.failed_table_policy,
         settings.drift_policy_for(table),
         settings.storage_format,
@@ -769,7 +772,7 @@ def _ingest_table(
     silver_keys: list[np.ndarray] = []
     with (
         storage.TableWriter(settings, "quarantine", table, q_schema) as q_writer,
-        _silver_writer(settings, table, silver_schema, keep_silver) as s_writer,
+        _silver_writer(settings, table, silver_schema, keep_silver, key) as s_writer,
     ):
         if selection is not None:  # carry over what stays, in stored order
             _carry(settings, "silver", table, selection.keep_hashes, s_writer, silver_keys, key)
@@ -815,8 +818,9 @@ def _ingest_table(
                 silver = silver.append_column(SILVER_FIELDS[1], pa.array(row_hash[good]))
                 s_writer.write(silver)
                 result.rows_silver += silver.num_rows
-                if key:
-                    silver_keys.append(_keys_of(silver, key))
+                if key:  # as stored: carried rows come back in the stored types
+                    stored = storage.stored_form(settings, "silver", silver.select(key), table)
+                    silver_keys.append(_keys_of(stored, key))
             if bad.any():
                 bad_idx = pa.array(np.flatnonzero(bad))
                 q_writer.write(
@@ -860,8 +864,13 @@ class _NoWriter:
         return None
 
 
-def _silver_writer(settings: Settings, table: str, schema: pa.Schema, keep: bool) -> Any:
-    return _NoWriter() if keep else storage.TableWriter(settings, "silver", table, schema)
+def _silver_writer(
+    settings: Settings, table: str, schema: pa.Schema, keep: bool, key: Sequence[str] = ()
+) -> Any:
+    """Silver's writer; with a key, a Delta Silver is updated by a MERGE on it (storage)."""
+    if keep:
+        return _NoWriter()
+    return storage.TableWriter(settings, "silver", table, schema, key=key)
 
 
 def _carry(
@@ -1248,7 +1257,13 @@ def silver_type_rows(settings: Settings, table: str) -> list[dict[str, str]]:
         )
     if rule_file is not None:
         columns = _silver_columns(columns, rule_file, settings.drift_policy_for(table))
-    return typing_rules.describe(typing_rules.silver_types(table, columns, rule_file, bronze_types))
+    types = typing_rules.silver_types(table, columns, rule_file, bronze_types)
+    rows = typing_rules.describe(types)
+    if settings.storage_format == "delta":  # what the Delta table (and Fabric's endpoint) holds
+        stored = storage.delta_schema(pa.schema(typing_rules.silver_schema(types)), "silver", table)
+        for row in rows:
+            row["stored in delta"] = str(stored.field(row["column"]).type)
+    return rows
 
 
 __all__ = [

@@ -9,8 +9,21 @@ or a recycled one. ``flock`` is atomic, so of N processes that start at once exa
 JSON body (pid, host, start time, purpose) is written after the lock is taken and is only there so
 the refusal can name the holder. The file is removed on release; a starter that locked a file
 which was unlinked meanwhile (its inode is no longer at the path) retries on the new file, which
-closes the unlink/lock race. Where ``flock`` is not supported (some network mounts) the lock falls
-back to create-exclusive plus the holder's pid and host, as before.
+closes the unlink/lock race.
+
+**On a shared mount** (the Fabric lakehouse, or any network/FUSE filesystem:
+:func:`aims_nb_utils.environment.on_shared_mount`) flock cannot decide: the kernel emulates it on
+a FUSE filesystem, so it only excludes processes of the same machine, and create-exclusive is not
+atomic between machines either. There the lock is a **lease**: the body carries a random token and
+a heartbeat that a thread of the holder renews every ``HEARTBEAT_SECONDS``. A starter takes a lease
+that is absent, not a lease (empty, half-written), held by a dead pid of its own machine, or not
+renewed for ``LEASE_SECONDS`` (its holder died with its machine or session); it writes its token,
+waits ``SETTLE_SECONDS`` for concurrent writers to land, and holds the lock only if its token is
+still there. Processes of one machine (runMultiple children share one) are serialised first by an
+flock on a file in the local temp folder, which the kernel drops when the holder dies. A holder
+whose lease was taken over (it stalled longer than the lease) finds out at its next heartbeat;
+its workers then refuse to publish (:func:`check_run_lock`). Where flock is not supported at all,
+the lease is used as well.
 
 A second holder is refused in the same process too (unless the caller asks for re-entry).
 
@@ -30,11 +43,14 @@ fault-matrix tests (tests/test_faults.py) use it to kill a run at a chosen momen
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -43,6 +59,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .environment import on_shared_mount
 from .errors import AimsError, RunAbandonedError, os_error_as_aims
 from .settings import Settings
 
@@ -57,6 +74,12 @@ FAULT_MARKER_VARIABLE = "AIMS_FAULT_MARKER"
 PARENT_POLL_SECONDS = 0.5
 _NO_FLOCK = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 _PR_SET_PDEATHSIG = 1
+# The lease (shared mounts): renewed every HEARTBEAT_SECONDS, taken over after LEASE_SECONDS
+# without renewal, and a written lease counts after SETTLE_SECONDS (longer than a write takes to
+# land on the mount). Module attributes so that tests can shorten them.
+LEASE_SECONDS = 120.0
+HEARTBEAT_SECONDS = 15.0
+SETTLE_SECONDS = 2.0
 
 
 class LakeLockedError(AimsError):
@@ -72,10 +95,17 @@ class LakeLockedError(AimsError):
             )
         else:
             who = "a run that has not written its name into the lock yet (it is just starting)"
+        if holder.get("token"):
+            released = (
+                f"a holder that dies stops renewing its lease, which is taken over "
+                f"{holder.get('lease_seconds', LEASE_SECONDS):g} s after its last heartbeat"
+            )
+        else:
+            released = "the lock is released by the system when that process ends"
         super().__init__(
             f"the lake is locked by {who}",
-            hint="wait for that run to finish, or stop it; the lock is released by the system "
-            f"when that process ends, so there is no need to delete {path}",
+            hint=f"wait for that run to finish, or stop it; {released}, so there is no need to "
+            f"delete {path}",
         )
 
 
@@ -116,6 +146,7 @@ class _Held:
     fd: int | None
     pid: int
     depth: int = 1
+    lease: _Lease | None = None
 
 
 _HELD: dict[str, _Held] = {}
@@ -186,33 +217,147 @@ def _acquire_flock(path: Path, settings: Settings, me: Mapping[str, Any]) -> int
     raise LakeLockedError(path, read_lock(settings) or {})  # pragma: no cover - endless churn
 
 
-def _acquire_exclusive(path: Path, settings: Settings, me: Mapping[str, Any]) -> None:
-    """Fallback without flock: create-exclusive; a lock whose pid is dead on this host, or that
-    stayed empty for a minute, is taken over."""
-    for _attempt in range(3):
+def _lease_age(path: Path, body: Mapping[str, Any]) -> float:
+    """Seconds since the lease was last renewed, by the youngest of the file's time and the
+    heartbeat it states (another machine's clock may run behind ours)."""
+    now = time.time()
+    try:
+        ages = [now - path.stat().st_mtime]
+    except FileNotFoundError:
+        return float("inf")
+    heartbeat = body.get("heartbeat_at")
+    if isinstance(heartbeat, (int, float)):
+        ages.append(now - heartbeat)
+    return max(min(ages), 0.0)
+
+
+def _lease_alive(path: Path, body: Mapping[str, Any] | None) -> bool:
+    """Whether ``body`` is a lease whose holder may still be running."""
+    if not body or not body.get("token"):
+        return False  # no file, an empty or half-written one: nobody holds it
+    pid = body.get("pid")
+    if body.get("host") == socket.gethostname() and isinstance(pid, int) and not _pid_alive(pid):
+        return False  # its holder died on this machine
+    limit = body.get("lease_seconds", LEASE_SECONDS)
+    limit = limit if isinstance(limit, (int, float)) else LEASE_SECONDS
+    return _lease_age(path, body) < limit
+
+
+def _write_lease(path: Path, body: Mapping[str, Any], exclusive: bool = False) -> None:
+    """Write the whole lease at once: a reader sees the previous one or this one, never half."""
+    data = json.dumps(dict(body)).encode()
+    if exclusive:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = read_lock(settings) or {}
-            pid = holder.get("pid")
-            try:
-                age = time.time() - path.stat().st_mtime
-            except FileNotFoundError:
-                continue
-            dead = holder.get("host") == me["host"] and isinstance(pid, int) and not _pid_alive(pid)
-            if dead or (pid is None and age > 60):
-                path.unlink(missing_ok=True)
-                continue
-            raise LakeLockedError(path, holder) from None
-        try:
-            _write_body(path, fd, me)
-        except BaseException:
+            os.write(fd, data)
+            os.fsync(fd)
+        except OSError:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise
         os.close(fd)
         return
-    raise LakeLockedError(path, read_lock(settings) or {})
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _local_guard(path: Path, settings: Settings) -> int:
+    """An flock on a file of the local temp folder: one starter per machine at a time (a FUSE
+    mount's flock is local anyway, and a temp folder is a local disk). Raises when held."""
+    digest = hashlib.sha256(str(path.absolute()).encode()).hexdigest()[:16]
+    guard = Path(tempfile.gettempdir()) / f"aims-lake-{digest}.lock"
+    try:
+        fd = os.open(guard, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        raise _os_failure(exc, guard, "open the local guard of the lake lock") from None
+    got = _try_flock(fd)
+    if got is False:
+        os.close(fd)
+        raise LakeLockedError(path, read_lock(settings) or {})
+    return fd  # flock unsupported even here (no fcntl): the lease alone decides
+
+
+class _Lease:
+    """A held lease and the thread renewing it (see the module doc)."""
+
+    def __init__(self, path: Path, body: dict[str, Any], guard_fd: int) -> None:
+        self.path = path
+        self.body = body
+        self.guard_fd = guard_fd
+        self.lost = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew, name="aims-lake-lease", daemon=True)
+        self._thread.start()
+
+    def _still_ours(self) -> bool:
+        try:
+            current = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return False
+        return isinstance(current, dict) and current.get("token") == self.body["token"]
+
+    def _renew(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                current = json.loads(self.path.read_text())
+            except FileNotFoundError:
+                current = {}
+            except (OSError, ValueError):
+                continue  # the mount hiccuped (or a write is landing): try at the next beat
+            if not isinstance(current, dict) or current.get("token") != self.body["token"]:
+                self.lost = True  # taken over while this process stalled: workers see it
+                return
+            self.body["heartbeat_at"] = time.time()
+            try:
+                _write_lease(self.path, self.body)
+            except OSError:
+                pass  # a missed heartbeat; the lease lasts several of them
+
+    def release(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=HEARTBEAT_SECONDS + 5)
+        try:
+            if self._still_ours():
+                self.path.unlink(missing_ok=True)
+        finally:
+            os.close(self.guard_fd)
+
+
+def _acquire_lease(path: Path, settings: Settings, me: Mapping[str, Any]) -> _Lease:
+    """Take the lease (see the module doc) or raise LakeLockedError naming its holder."""
+    guard_fd = _local_guard(path, settings)
+    try:
+        body = {
+            **me,
+            "token": secrets.token_hex(16),
+            "heartbeat_at": time.time(),
+            "lease_seconds": LEASE_SECONDS,
+        }
+        current = read_lock(settings)
+        if _lease_alive(path, current):
+            raise LakeLockedError(path, current or {})
+        try:
+            _write_lease(path, body, exclusive=current is None)
+        except FileExistsError:  # another starter created it since we looked
+            raise LakeLockedError(path, read_lock(settings) or {}) from None
+        except OSError as exc:
+            raise _os_failure(exc, path, "write the lake lock") from None
+        time.sleep(SETTLE_SECONDS)  # let a concurrent starter's write land, then see who won
+        winner = read_lock(settings) or {}
+        if winner.get("token") != body["token"]:
+            raise LakeLockedError(path, winner)
+        return _Lease(path, body, guard_fd)
+    except BaseException:
+        os.close(guard_fd)
+        raise
 
 
 @contextmanager
@@ -245,11 +390,12 @@ def lake_lock(settings: Settings, purpose: str, reentrant: bool = False) -> Iter
         "started_at": _utc_now(),
         "purpose": purpose,
     }
-    fd = _acquire_flock(path, settings, me)
+    lease: _Lease | None = None
+    fd = None if on_shared_mount(path.parent) else _acquire_flock(path, settings, me)
     if fd is None:
-        _acquire_exclusive(path, settings, me)
+        lease = _acquire_lease(path, settings, me)
     with _HELD_GUARD:
-        _HELD[key] = held = _Held(fd, os.getpid())
+        _HELD[key] = held = _Held(fd, os.getpid(), lease=lease)
     try:
         yield path
     finally:
@@ -262,10 +408,8 @@ def lake_lock(settings: Settings, purpose: str, reentrant: bool = False) -> Iter
             except FileNotFoundError:
                 pass
             os.close(fd)
-        else:
-            current = read_lock(settings)
-            if current and current.get("pid") == me["pid"] and current.get("host") == me["host"]:
-                path.unlink(missing_ok=True)
+        elif lease is not None:
+            lease.release()
 
 
 def lock_is_held(settings: Settings) -> bool:
@@ -274,19 +418,17 @@ def lock_is_held(settings: Settings) -> bool:
     with _HELD_GUARD:
         held = _HELD.get(str(path.resolve()))
         if held is not None and held.pid == os.getpid():  # a forked child inherits the dict
-            return True
+            return held.lease is None or not held.lease.lost
+    if on_shared_mount(path.parent):
+        return _lease_alive(path, read_lock(settings))
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
         return False
     try:
         got = _try_flock(fd, shared=True)
-        if got is None:  # no flock here: trust the body
-            holder = read_lock(settings) or {}
-            pid = holder.get("pid")
-            return isinstance(pid, int) and (
-                holder.get("host") != socket.gethostname() or _pid_alive(pid)
-            )
+        if got is None:  # no flock here: the lease decides
+            return _lease_alive(path, read_lock(settings))
         return not got
     finally:
         os.close(fd)  # closing drops the shared lock we may have taken

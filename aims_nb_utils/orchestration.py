@@ -46,6 +46,7 @@ was recorded still makes the phase ``failed``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -609,6 +610,7 @@ class PhaseTask:
     overrides: dict[str, Any]  # the call's setting overrides (exported to child kernels)
     output_path: Path
     timeout_seconds: int
+    run_config: Path | None = None  # this run's pipeline.yaml with the overrides (Fabric children)
 
 
 @dataclass
@@ -764,7 +766,14 @@ class FabricRunner:
     of a large lake; the DAG's ``timeoutInSeconds`` is the sum of the per-phase budgets. When an
     activity fails runMultiple does not start its dependents and raises; the orchestrator records
     them as skipped or, with continue_on_error, submits the remaining phases as a new DAG.
-    Arguments are the scalar parameters (Fabric passes str/int/float/bool to a parameters cell).
+    Arguments are the scalar parameters (Fabric passes str/int/float/bool to a parameters cell),
+    and ``config_file`` names the run's settings file (:func:`write_run_config`): a child receives
+    in its parameters cell only what it declares, and runMultiple children do not inherit notebook
+    00's environment, so the AIMS_* variables that carry the overrides under papermill would not
+    reach them; the run's pipeline.yaml, which every phase notebook reads through its declared
+    ``config_file``, does. The DAG is checked with ``notebookutils.notebook.validateDAG`` (where the
+    runtime has it) before anything is submitted; a DAG it refuses fails the first phase with its
+    reason and starts nothing.
     """
 
     name = "fabric"
@@ -792,6 +801,8 @@ class FabricRunner:
                 for k, v in task.parameters.items()
                 if isinstance(v, (str, int, float, bool)) and v is not None
             }
+            if task.run_config is not None:
+                args["config_file"] = str(task.run_config)
             activity: dict[str, Any] = {
                 "name": task.phase.name,
                 "path": task.phase.notebook_name,
@@ -808,10 +819,38 @@ class FabricRunner:
             "concurrency": 1,
         }
 
+    def dag_problem(self, dag: Mapping[str, Any]) -> str | None:
+        """What ``notebookutils.notebook.validateDAG`` finds wrong with the DAG, before anything is
+        submitted (runMultiple would otherwise stop part way with a vaguer message); None when it
+        accepts it or the runtime has no validateDAG."""
+        validate = getattr(self.notebookutils.notebook, "validateDAG", None)
+        if not callable(validate):
+            return None  # an older runtime: runMultiple checks the DAG itself
+        names = ", ".join(a["path"] for a in dag["activities"])
+        fix = "import every phase notebook into this workspace under its own name"
+        try:
+            valid = validate(dict(dag))
+        except Exception as exc:  # noqa: BLE001 - Fabric raises its own types
+            return f"notebookutils.notebook.validateDAG refused the DAG of {names}: {exc} ({fix})"
+        if valid is False:
+            return f"notebookutils.notebook.validateDAG found the DAG of {names} invalid ({fix})"
+        return None
+
     def run_batch(self, tasks: Sequence[PhaseTask], hooks: RunHooks) -> list[PhaseResult]:
         if not tasks:
             return []
         dag = self.build_dag(tasks)
+        problem = self.dag_problem(dag)
+        if problem is not None:  # nothing submitted: the first phase fails with the reason
+            first = tasks[0]
+            hooks.started(first)
+            error = {
+                "notebook": first.phase.notebook_name,
+                "cell_index": None,
+                "ename": "InvalidDAG",
+                "evalue": problem,
+            }
+            return [hooks.finished(first, TaskOutcome(error, 0.0))]
         for task in tasks:
             hooks.started(task)
         previous_end = datetime.now(timezone.utc)
@@ -969,6 +1008,12 @@ def make_runner(
     if engine == "fabric":
         return FabricRunner()
     if engine == "papermill":
+        if importlib.util.find_spec("papermill") is None:
+            raise OrchestrationError(
+                "the papermill runner needs papermill, a local tool the package does not install "
+                "by itself",
+                hint="pip install 'aims-nb-utils[local]' (make setup does), or run in Fabric",
+            )
         return PapermillRunner(
             resolve_notebooks_dir(settings, notebooks_dir), kernel_name, log_output=log_output
         )
@@ -1061,18 +1106,69 @@ def _error_record(task: PhaseTask, ename: str, evalue: str) -> dict[str, Any]:
     return {"notebook": task.phase.notebook, "cell_index": None, "ename": ename, "evalue": evalue}
 
 
+RUN_CONFIG = "pipeline.yaml"
+
+
+def write_run_config(
+    settings: Settings,
+    run_id: str,
+    overrides: Mapping[str, Any],
+    config_file: str | Path | None = None,
+) -> Path:
+    """``<runs>/<run_id>/pipeline.yaml``: the run's settings file with the call's overrides in it.
+
+    It is the file the run started from (``config_file``, ``AIMS_CONFIG`` or
+    ``<config>/pipeline.yaml``, when there is one) with every override written over it, lists and
+    path keys included, so that a phase notebook resolving ``load_settings(config_file=<it>)``
+    gets the values notebook 00 was given without any variable of its environment.
+    """
+    import yaml
+
+    explicit = config_file or os.environ.get("AIMS_CONFIG")
+    base = Path(explicit) if explicit else settings.paths.config / "pipeline.yaml"
+    document: dict[str, Any] = {}
+    if base.is_file():
+        loaded = yaml.safe_load(base.read_text()) or {}
+        document = dict(loaded) if isinstance(loaded, Mapping) else {}
+    paths = dict(document.get("paths") or {})
+    for key, value in overrides.items():
+        if value is None or key == "home":
+            continue
+        if key in PATH_KEYS:
+            paths[key] = str(value)
+        else:
+            document[key] = to_jsonable(value, f"override {key}")
+    if paths:
+        document["paths"] = paths
+    header = (
+        f"# Settings of run {run_id}: {base if base.is_file() else 'the defaults'} with the "
+        "overrides of the call (written by the orchestrator for the phase notebooks).\n"
+    )
+    target = settings.paths.runs / run_id / RUN_CONFIG
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(target, header + yaml.safe_dump(document, sort_keys=False))
+    return target
+
+
 def plan_tasks(
     settings: Settings,
     run_id: str,
     overrides: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
 ) -> list[PhaseTask]:
-    """The enabled phases as tasks, in order: the one plan both runners execute."""
+    """The enabled phases as tasks, in order: the one plan both runners execute.
+
+    With overrides, the run's settings file (:func:`write_run_config`) is written for the runners
+    whose children cannot inherit them as AIMS_* variables (Fabric's runMultiple)."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     common: dict[str, Any] = {"aims_home": str(settings.paths.home), "run_id": run_id}
     if config_file is not None:
         common["config_file"] = str(config_file)
     run_dir = settings.paths.runs / run_id
+    phases = enabled_phases(settings)
+    run_config = (
+        write_run_config(settings, run_id, overrides, config_file) if overrides and phases else None
+    )
     return [
         PhaseTask(
             phase=phase,
@@ -1080,8 +1176,9 @@ def plan_tasks(
             overrides=dict(overrides),
             output_path=run_dir / phase.notebook,
             timeout_seconds=int(settings.notebook_timeout_seconds),
+            run_config=run_config,
         )
-        for phase in enabled_phases(settings)
+        for phase in phases
     ]
 
 

@@ -165,7 +165,17 @@ FK_SHAPE_MIN_DISTINCT = 5  # a child spread like a sample of a parent's keys nee
 FK_SHAPE_MIN_COVERAGE = 0.5  # uses at least half of the keys
 FK_SPREAD_MAX = 0.1  # and is within this Kolmogorov-Smirnov distance of them
 INTEGER_DECADES = 10.0  # magnitudes integer keys take (1 .. 10^10) for the location evidence
+# A child using few keys of a dense parent is a reference only when its name names the parent
+# (ss_sold_time_sk -> time_dim) and its values look like a sample of the keys it spans:
+FK_NAMED_MIN_RANGE = 0.25  # spanning at least a quarter of the parent's key range,
+FK_NAMED_SPREAD_MAX = 0.2  # spread like the keys of that span (Kolmogorov-Smirnov distance),
+FK_COUNTER_FILL = 0.9  # not a counter of its own: using 90 % of a span short of the whole range
+FK_GENERIC_TOKENS = frozenset({"key", "code", "num", "number"})  # no parent is named by these
 QUARANTINE_NULL_MAX_PERCENT = 1.0  # nulls are defects only in columns (almost) never null
+# Orphans are defects only in references (almost) always kept: where more of the rows point
+# nowhere (nycflights13: 15 % of flights' tail numbers are not in planes), that is how the
+# source is, the verdict watches the share (``mostly``) and the rows are not quarantined.
+QUARANTINE_ORPHAN_MAX_PERCENT = 1.0
 RARE_MIN_ROWS = 1000  # the plain rare-value rule needs this many non-null rows to mean something
 RARE_SHARE = 0.001  # ... then values in fewer than 0.1 % of the non-null rows are likely defects
 GAP_SHARE = 0.005  # in any column: a value in at most 0.5 % of the rows ...
@@ -245,6 +255,9 @@ class ColumnProfile:
     # Short text without whitespace (a code, not free text): may be a key or a reference.
     code_like: bool = False
     utc_offsets: bool = False  # a text date column whose values carry UTC offsets ('Z', '+02')
+    # Why a text column whose values read as numbers (or dates) was kept as text: leading zeros
+    # ('01234'), or a file that stores that kind typed elsewhere. None otherwise.
+    text_reason: str | None = None
     temporal_min: str | None = None  # range of a typed date/timestamp column, as ISO text
     temporal_max: str | None = None
     # Numbers without their extreme outliers (``_range_figures``): the bulk a range is learned
@@ -356,8 +369,9 @@ class ProfileRun:
 # --- reading ----------------------------------------------------------------------------------
 
 
-def _bronze_layout(settings: Settings, table: str) -> tuple[Path, list[str], int]:
-    """(path, column names, rows) from the parquet footer; a truncated file fails here."""
+def _bronze_layout(settings: Settings, table: str) -> tuple[Path, list[str], int, dict[str, str]]:
+    """(path, column names, rows, kinds stored typed: ``_typed_kinds``) from the parquet footer;
+    a truncated file fails here."""
     validate_table_name(table)
     path = settings.paths.bronze_file(table)
     if not path.is_file():
@@ -366,10 +380,10 @@ def _bronze_layout(settings: Settings, table: str) -> tuple[Path, list[str], int
         )
     try:
         meta = pq.read_metadata(path)
-        names = list(meta.schema.to_arrow_schema().names)
+        schema = meta.schema.to_arrow_schema()
     except (OSError, pa.ArrowException) as exc:
         raise BronzeReadError(table, path, str(exc).splitlines()[0]) from None
-    return path, names, int(meta.num_rows)
+    return path, list(schema.names), int(meta.num_rows), _typed_kinds(schema)
 
 
 def _as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -694,8 +708,17 @@ def _robust_length_bound(hist: np.ndarray) -> tuple[int, int]:
     return bound, total - int(cumulative[bound])
 
 
-def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) -> ColumnProfile:
-    """Figures of one column: a typed column from its typed values, text through inference."""
+def _profile_column(
+    name: str,
+    column: pa.ChunkedArray,
+    placeholders: pa.Array,
+    typed_kinds: dict[str, str] | None = None,
+) -> ColumnProfile:
+    """Figures of one column: a typed column from its typed values, text through inference.
+
+    ``typed_kinds`` maps a kind the file stores typed ('number', 'date', 'boolean') to one such
+    column (``_typed_kinds``): a text column whose values read as that kind stays text.
+    """
     if not _is_text_column(column.type):
         typed = _profile_typed(name, column)
         if typed is not None:
@@ -743,6 +766,11 @@ def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) 
         conform = _conforming(values, "decimal")
         assert conform is not None  # integer text is decimal text
         profile.inferred_type = "decimal"
+    reason = _text_reason(profile.inferred_type, values, typed_kinds or {})
+    if reason is not None:
+        profile.inferred_type, profile.text_reason = "text", reason
+        _text_codes(profile, values, counted)
+        return profile
 
     matched_rows = values.weight(conform)
     profile.nonconforming_rows = nonnull - matched_rows
@@ -753,6 +781,60 @@ def _profile_column(name: str, column: pa.ChunkedArray, placeholders: pa.Array) 
         selected, _ = values.select(conform)
         profile.utc_offsets = checks.has_utc_offsets(selected)
     return profile
+
+
+def _kind_group(vtype: str) -> str:
+    """The family a type belongs to when telling what a file stores typed."""
+    return "number" if vtype in ("integer", "decimal") else vtype
+
+
+def _typed_kinds(schema: pa.Schema) -> dict[str, str]:
+    """Kind family ('number', 'date', 'boolean') -> the first column the file stores typed so.
+
+    A file that types its numbers (int64, decimal) but stores a column of digits as text
+    (TPC-DS: ca_zip, ca_street_number char/varchar next to int64 keys) chose text for it.
+    """
+    found: dict[str, str] = {}
+    for f in schema:
+        if not checks.is_typed(f.type):
+            continue
+        arrow_type = f.type.value_type if pa.types.is_dictionary(f.type) else f.type
+        numeric = pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type)
+        if numeric or pa.types.is_decimal(arrow_type):
+            group = "number"
+        elif pa.types.is_boolean(arrow_type):
+            group = "boolean"
+        elif pa.types.is_temporal(arrow_type) and not pa.types.is_duration(arrow_type):
+            group = "date"
+        else:
+            continue
+        found.setdefault(group, f"{f.name} ({arrow_type})")
+    return found
+
+
+def _text_reason(vtype: str, values: _Values, typed_kinds: dict[str, str]) -> str | None:
+    """Why a text column whose values read as ``vtype`` must stay text, or None.
+
+    * The file stores that kind typed elsewhere: the writer chose text for this column.
+    * A number with a significant leading zero ('01234', not '0' or '0.5'): a zip code, a
+      street number or an account code, which an integer would lose ('01234' -> 1234).
+    """
+    group = _kind_group(vtype)
+    if group in typed_kinds:
+        return (
+            f"stored as text in a file that stores {group} values typed "
+            f"(e.g. {typed_kinds[group]}): kept as text"
+        )
+    if group != "number":
+        return None
+    leading = _regex(values.values, r"^-?0[0-9]") & values.keep
+    if not leading.any():
+        return None
+    example = values.values[int(np.flatnonzero(leading)[0])].as_py()
+    return (
+        f"{values.weight(leading)} values have a leading zero (e.g. {example!r}): a code, not "
+        "a number, kept as text"
+    )
 
 
 def _fixed_scale(values: _Values, conform: np.ndarray) -> bool:
@@ -1029,12 +1111,12 @@ def profile_table(settings: Settings, table: str, sample_size: int | None = None
     BronzeReadError (naming the file) when the file cannot be read.
     """
     started = time.perf_counter()
-    path, names, total_rows = _bronze_layout(settings, table)
+    path, names, total_rows, typed_kinds = _bronze_layout(settings, table)
     placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
     rows = total_rows if sample_size is None else min(total_rows, sample_size)
     whole = sample_size is not None or total_rows <= WHOLE_TABLE_ROWS
     columns = [
-        _profile_column(name, data, placeholders)
+        _profile_column(name, data, placeholders, typed_kinds)
         for name, data in _columns(settings, table, names, sample_size, whole)
     ]
     profile = TableProfile(
@@ -1247,20 +1329,27 @@ def _parent_key(table: str, col: ColumnProfile) -> _ParentKey | None:
 
 
 def _read_key_columns(
-    settings: Settings, table: str, names: list[str], columns: list[str]
+    settings: Settings,
+    table: str,
+    names: list[str],
+    columns: list[str],
+    typed_kinds: dict[str, str] | None = None,
 ) -> list[_ParentKey]:
     """Parent keys of ``table`` read from its whole Bronze file (the columns named)."""
     placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
     found = []
     for name in [c for c in columns if c in names]:
         data = read_bronze(settings.paths.bronze, table, columns=[name])
-        key = _parent_key(table, _profile_column(name, data.column(0), placeholders))
+        col = _profile_column(name, data.column(0), placeholders, typed_kinds)
+        key = _parent_key(table, col)
         if key is not None:
             found.append(key)
     return found
 
 
-def _scan_key(settings: Settings, table: str, names: list[str]) -> list[_ParentKey]:
+def _scan_key(
+    settings: Settings, table: str, names: list[str], typed_kinds: dict[str, str] | None = None
+) -> list[_ParentKey]:
     """The best single-column key of a table nobody profiled in this run, column by column.
 
     The same ranking as ``_discover_keys``; the scan stops at the first integer key whose
@@ -1270,7 +1359,7 @@ def _scan_key(settings: Settings, table: str, names: list[str]) -> list[_ParentK
     best: tuple[int, _ParentKey] | None = None
     for name in names:
         data = read_bronze(settings.paths.bronze, table, columns=[name])
-        col = _profile_column(name, data.column(0), placeholders)
+        col = _profile_column(name, data.column(0), placeholders, typed_kinds)
         kind = _key_kind(col)
         if kind is None or not _is_unique(col) or col.null_percent > KEY_NULL_MAX_PERCENT:
             continue
@@ -1289,7 +1378,7 @@ def _unprofiled_keys(
     """Keys of a table profiled on a sample (its key columns, read whole, as validation will) or
     not profiled at all (declared keys, else its rule file's keys, else a scan)."""
     try:
-        _, names, _ = _bronze_layout(settings, table)
+        _, names, _, typed_kinds = _bronze_layout(settings, table)
         if profile is not None:
             keys = profile.keys
         else:
@@ -1301,9 +1390,9 @@ def _unprofiled_keys(
                 except RuleFileError:
                     keys = []
             if not keys:
-                return _scan_key(settings, table, names)
+                return _scan_key(settings, table, names, typed_kinds)
         identity = keys[0] if keys and len(keys[0]) == 1 else []
-        return _read_key_columns(settings, table, names, identity)
+        return _read_key_columns(settings, table, names, identity, typed_kinds)
     except AimsError:
         return []  # an unreadable parent offers no keys; its own profiling reports the error
 
@@ -1313,9 +1402,17 @@ def _name_tokens(table: str, common: set[str]) -> list[str]:
     return [t[:-1] if t.endswith("s") else t for t in tokens if t not in common]
 
 
+def _parent_tokens(parent: _ParentKey, common: set[str]) -> list[str]:
+    """Words naming a parent: its table's and its key column's (cd_demo_sk: 'demo'), without
+    words every key has ('key', 'code')."""
+    tokens = _name_tokens(parent.table, common) + _name_tokens(parent.column, common)
+    return list(dict.fromkeys(t for t in tokens if t not in FK_GENERIC_TOKENS))
+
+
 def _name_hint(column: str, tokens: list[str]) -> bool:
-    """PHASEID -> aims_phases, ss_item_sk -> item: used only to break ties between parents
-    that are equally good in the data."""
+    """PHASEID -> aims_phases, ss_item_sk -> item, c_current_cdemo_sk -> cd_demo_sk: used to
+    break ties between parents that are equally good in the data, and to tell a reference from
+    a coincidence where the data cannot (``_named_sample``); never to propose one alone."""
     name = column.lower()
     return any(token in name for token in tokens)
 
@@ -1327,9 +1424,14 @@ def _contained(child: np.ndarray, parent: np.ndarray) -> np.ndarray:
 
 
 def _integer_evidence(
-    contained: np.ndarray, parent: np.ndarray, child: np.ndarray, by_shape: bool
-) -> float | None:
-    """log10 odds against integer values being parent keys by coincidence, or None.
+    contained: np.ndarray,
+    parent: np.ndarray,
+    child: np.ndarray,
+    by_shape: bool,
+    named: bool = False,
+) -> tuple[float, bool] | None:
+    """(log10 odds against integer values being parent keys by coincidence, whether the data
+    alone says so), or None.
 
     Two kinds of evidence add up. Density: where the parent's keys are sparse over the
     child's interval, h values all landing on keys is unlikely (h * log10(1 / density)); dense
@@ -1341,7 +1443,10 @@ def _integer_evidence(
     nation 0-24, o_custkey -> two thirds of customer), which a small counter packed at the low
     end (l_linenumber 1-7, p_size 1-50 inside keys 1-100, a class 1-16 inside keys 1-20) is
     not: see ``_spread``. A child using few keys of a dense parent (ss_cdemo_sk: 12 % of
-    customer_demographics) is not proposed: any column of numbers in that range would match.
+    customer_demographics) is not proposed from the data alone: any column of numbers in that
+    range would match (a street number 1-1000 inside customers 1-1000). It is when its name
+    names the parent (``named``: ss_cdemo_sk -> cd_demo_sk, ss_sold_time_sk -> time_dim) and it
+    looks like a sample of the keys it spans (``_named_sample``); the second value is then False.
     That shape carries no evidence for orphans: every child value (``child``, all distinct
     values) must lie within the parent's key range (a quantity 0-1000 is not a reference to
     customers 1-1000). Nor does it when ``by_shape`` is false: a column of the parent's own
@@ -1361,16 +1466,41 @@ def _integer_evidence(
         location = -math.log10(min(1.0, max(share, 1e-12)))
     score = round(density + location, 2)
     if score >= FK_EVIDENCE_MIN:
-        return score
-    shaped = (
-        by_shape
-        and h >= FK_SHAPE_MIN_DISTINCT
-        and h >= FK_SHAPE_MIN_COVERAGE * parent.size
-        and plo <= int(child[0])
-        and int(child[-1]) <= phi
-        and _spread(contained, parent) <= FK_SPREAD_MAX
-    )
-    return score if shaped else None
+        return score, True
+    if (
+        not by_shape
+        or h < FK_SHAPE_MIN_DISTINCT
+        or not plo <= int(child[0]) <= int(child[-1]) <= phi
+    ):
+        return None
+    if h >= FK_SHAPE_MIN_COVERAGE * parent.size and _spread(contained, parent) <= FK_SPREAD_MAX:
+        return score, True
+    if named and _named_sample(contained, parent):
+        return score, False
+    return None
+
+
+def _named_sample(contained: np.ndarray, parent: np.ndarray) -> bool:
+    """Whether a child using few of a parent's keys looks like a sample of the keys it spans.
+
+    It spans at least a quarter of the parent's key range (c_current_cdemo_sk: 949 of 19,208
+    keys over 99.7 % of their range; ss_sold_time_sk: the store hours, 54 % of the day), is
+    spread over that span like the keys are, and is none of the measures a name can share with
+    a parent: a counter of its own (ticket numbers 1-2400, a size 1-50: every value of a span
+    short of the parent's range) or values on a coarser grid than the keys (500, 1000, ...).
+    """
+    low, high = int(contained[0]), int(contained[-1])
+    plo, phi = int(parent[0]), int(parent[-1])
+    span = (high - low + 1) / (phi - plo + 1)
+    if span < FK_NAMED_MIN_RANGE:
+        return False
+    keys = parent[int(np.searchsorted(parent, low)) : int(np.searchsorted(parent, high, "right"))]
+    if contained.size >= FK_COUNTER_FILL * keys.size and span < FK_COUNTER_FILL:
+        return False
+    step = int(np.gcd.reduce(np.diff(contained))) if contained.size > 1 else 0
+    if step > 1 and int(np.gcd.reduce(np.diff(keys))) != step:
+        return False
+    return _spread(contained, keys) <= FK_NAMED_SPREAD_MAX
 
 
 def _run_bounds(parent: np.ndarray, low: int, high: int) -> tuple[int, int]:
@@ -1444,7 +1574,7 @@ def discover_foreign_keys(
         for token in set(_name_tokens(table, set())):
             counts[token] = counts.get(token, 0) + 1
     common = {t for t, n in counts.items() if len(tables) > 1 and n == len(tables)}
-    tokens = {p.table: _name_tokens(p.table, common) for p in parents}
+    tokens = {(p.table, p.column): _parent_tokens(p, common) for p in parents}
 
     found: dict[tuple[str, str], tuple[str, str]] = {}
     for table, profile in sorted(profiles.items()):
@@ -1461,8 +1591,12 @@ def _match_parent(
     table: str,
     col: ColumnProfile,
     parents: list[_ParentKey],
-    tokens: dict[str, list[str]],
+    tokens: dict[tuple[str, str], list[str]],
 ) -> ForeignKeyMatch | None:
+    """The best parent of one column, or None: the one containing most rows, then one the
+    column's name names (cs_catalog_page_sk at sf 0.1 fits customer's keys 1-10,000 as well
+    as catalog_page's), then one the data alone supports (not only with the name:
+    ``_named_sample``), then the stronger evidence."""
     kind = _key_kind(col)
     if kind is None or (col.distinct_count or 0) < FK_MIN_DISTINCT:
         return None
@@ -1471,18 +1605,22 @@ def _match_parent(
     for parent in parents:
         if parent.table == table and parent.column == col.name:
             continue
+        named = _name_hint(col.name, tokens[(parent.table, parent.column)])
         if kind == "integer" and parent.ints is not None:
-            observed = _match_integers(col, parent, nonnull, same_table=parent.table == table)
+            observed = _match_integers(
+                col, parent, nonnull, same_table=parent.table == table, named=named
+            )
         elif kind == "code" and parent.texts is not None:
             observed = _match_texts(col, parent, nonnull)
         else:
             continue
         if observed is None:
             continue
-        hits, contained_rows, evidence = observed
+        hits, contained_rows, evidence, from_data = observed
         key = (
             -contained_rows,
-            -int(_name_hint(col.name, tokens[parent.table])),
+            -int(named),
+            -int(from_data),
             -evidence,
             parent.table,
             parent.column,
@@ -1512,8 +1650,9 @@ def _enough(hits: int, distinct: int, contained_rows: int, nonnull: int) -> bool
 
 
 def _match_integers(
-    col: ColumnProfile, parent: _ParentKey, nonnull: int, same_table: bool
-) -> tuple[int, int, float] | None:
+    col: ColumnProfile, parent: _ParentKey, nonnull: int, same_table: bool, named: bool = False
+) -> tuple[int, int, float, bool] | None:
+    """(distinct values contained, rows contained, evidence, from the data alone) or None."""
     ids, counts, keys = col.canonical_ids, col.canonical_counts, parent.ints
     assert ids is not None and counts is not None and keys is not None
     # Only the child's values inside the parent's key range can be keys: two binary searches
@@ -1529,13 +1668,13 @@ def _match_integers(
     if not _enough(hits, ids.size, contained_rows, nonnull):
         return None
     by_shape = not same_table and not _is_unique(col)
-    evidence = _integer_evidence(ids[first:last][inside], keys, ids, by_shape)
-    return None if evidence is None else (hits, contained_rows, evidence)
+    evidence = _integer_evidence(ids[first:last][inside], keys, ids, by_shape, named)
+    return None if evidence is None else (hits, contained_rows, *evidence)
 
 
 def _match_texts(
     col: ColumnProfile, parent: _ParentKey, nonnull: int
-) -> tuple[int, int, float] | None:
+) -> tuple[int, int, float, bool] | None:
     values, counts, keys = col.text_values, col.text_counts, parent.texts
     assert values is not None and counts is not None and keys is not None
     # Sorted on both sides: values outside the parent's first..last key cannot be keys.
@@ -1548,7 +1687,7 @@ def _match_texts(
     if not _enough(hits, len(values), contained_rows, nonnull):
         return None
     evidence = _text_evidence(values.filter(pa.array(inside)), parent)
-    return None if evidence is None else (hits, contained_rows, evidence)
+    return None if evidence is None else (hits, contained_rows, evidence, True)
 
 
 # --- rule suggestion --------------------------------------------------------------------------
@@ -1937,6 +2076,8 @@ def suggest_rules(
                 f"Column {col.name} must exist in the data",
                 "integrity",
                 gate=True,
+                # why values that read as numbers stay text in Silver (typing_rules: no type)
+                kept_as_text=col.text_reason,
             )
         )
         if not profile.empty:
@@ -2163,9 +2304,9 @@ def _column_rules(
         # A reference seen with orphans (a partial parent list: 'same day last year' before the
         # calendar starts) keeps its orphan rows, unless the published spec says the column is
         # a reference and they are under 1 % (then they are the defects).
-        share = 100.0 * orphans / nonnull if nonnull else 0.0
+        share = _percent(orphans, nonnull)
         partial = orphans > 0 and not (
-            share < QUARANTINE_NULL_MAX_PERCENT and _published_reference(table, name)
+            share <= QUARANTINE_ORPHAN_MAX_PERCENT and _published_reference(table, name)
         )
         rules.append(
             _rule(
@@ -2180,6 +2321,13 @@ def _column_rules(
                 gate=True,
                 reference={"table": parent, "column": parent_column},
                 observed_orphan_rows=orphans if observed is not None else None,
+                not_quarantined_because=(
+                    f"{_percent(orphans, nonnull):.1f} % of the profiled rows reference no "
+                    f"{parent}.{parent_column}: orphans are usual here; the verdict watches "
+                    "their share"
+                    if partial
+                    else None
+                ),
                 observed_contained_percent=(
                     observed.distinct_contained_percent if observed is not None else None
                 ),

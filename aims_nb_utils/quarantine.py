@@ -430,6 +430,87 @@ def count_by_rule(quarantine: pa.Table) -> dict[str, int]:
     return {str(v["values"]): int(v["counts"]) for v in counts.to_pylist()}
 
 
+class RowsQuarantined:
+    """Rows breaking at least one quarantining rule of some rules, built column by column.
+
+    The rule-file part of what ingestion quarantines (ingestion adds rows that cannot be typed
+    and, for a key no rule covers, rows whose key is empty or duplicated), with :func:`evaluate`'s
+    masks, the ones ingestion splits rows with. Rules are grouped by the columns they read; a
+    caller that reads columns anyway :meth:`offer` s each one (validation does, so no column is
+    read twice), and :meth:`finish` reads the groups never offered (a composite rule's columns).
+    Each rule's mask is folded in as it is computed: memory holds one column and one mask. A
+    rule that cannot be evaluated (its column is missing, its parent unreadable: ``references``
+    lacks it, bad kwargs) is left out with a note; validation reports it as a failed rule."""
+
+    def __init__(
+        self,
+        table: str,
+        expectations: Sequence[Expectation],
+        rows: int,
+        placeholders: Sequence[str],
+        references: Mapping[str, pa.Array] | None = None,
+    ) -> None:
+        self.table = table
+        self.rows = rows
+        self.placeholders = list(placeholders)
+        self.references = dict(references or {})
+        self.mask = np.zeros(rows, dtype=bool)
+        self.notes: list[str] = []
+        self.pending: dict[tuple[str, ...], list[Expectation]] = {}
+        for exp in expectations:
+            if exp.quarantines_rows:
+                self.pending.setdefault(tuple(exp.columns), []).append(exp)
+
+    def offer(self, column: str, values: pa.ChunkedArray) -> None:
+        """A column just read: evaluate the rules that read it alone (once)."""
+        members = self.pending.pop((column,), None)
+        if members is not None:
+            self._evaluate(pa.table({column: values}), members)
+
+    def finish(
+        self, read_column: Callable[[str], pa.ChunkedArray], present_columns: Sequence[str]
+    ) -> np.ndarray:
+        """Evaluate the groups not offered yet, reading their columns; the rows flagged."""
+        present = set(present_columns)
+        for columns, members in list(self.pending.items()):
+            del self.pending[columns]
+            missing = [c for c in columns if c not in present]
+            if missing:
+                self.notes.append(f"rules on {', '.join(missing)} left out: not in the data")
+                continue
+            self._evaluate(pa.table({c: read_column(c) for c in columns}), members)
+        return self.mask
+
+    def _evaluate(self, data: pa.Table, members: list[Expectation]) -> None:
+        rules, skipped = row_rules(self.table, RuleFile(self.table, members), [], data.column_names)
+        self.notes += skipped
+        views: dict[str, ColumnView] = {}
+        prepared: dict[tuple[str, str], pa.ChunkedArray] = {}
+        for rule in rules:
+            exp = rule.expectation
+            if (
+                exp is not None
+                and exp.reference is not None
+                and "value_set" not in exp.kwargs
+                and rule.rule_id not in self.references
+            ):
+                self.notes.append(f"rule {rule.rule_id} left out: its parent values are unreadable")
+                continue
+            try:
+                flagged = evaluate(
+                    data,
+                    [rule],
+                    self.placeholders,
+                    self.references,
+                    views=views,
+                    prepared=prepared,
+                )
+            except AimsError as exc:
+                self.notes.append(f"rule {rule.rule_id} left out: {exc}")
+                continue
+            self.mask |= flagged[:, 0]
+
+
 def quarantined_by_rules(
     table: str,
     expectations: Sequence[Expectation],
@@ -439,46 +520,8 @@ def quarantined_by_rules(
     placeholders: Sequence[str],
     references: Mapping[str, pa.Array] | None = None,
 ) -> tuple[np.ndarray, list[str]]:
-    """Rows breaking at least one quarantining rule of ``expectations`` (the rule-file part of what
-    ingestion quarantines: ingestion adds rows that cannot be typed and, for a key no rule
-    covers, rows whose key is empty or duplicated), and notes on rules left out.
-
-    The masks are :func:`evaluate`'s, the ones ingestion splits rows with. Columns are read one at
-    a time with ``read_column`` (a composite rule's together) and each rule's mask is folded in
-    as it is computed, so memory holds one column and one mask. A rule that cannot be evaluated
-    (its column is missing, its parent unreadable: ``references`` lacks it, bad kwargs) is left
-    out with a note; validation reports it as a failed rule."""
-    out = np.zeros(rows, dtype=bool)
-    notes: list[str] = []
-    references = references or {}
-    groups: dict[tuple[str, ...], list[Expectation]] = {}
-    for exp in expectations:
-        if exp.quarantines_rows:
-            groups.setdefault(tuple(exp.columns), []).append(exp)
-    present = set(present_columns)
-    for columns, members in groups.items():
-        missing = [c for c in columns if c not in present]
-        if missing:
-            notes.append(f"rules on {', '.join(missing)} left out: not in the data")
-            continue
-        data = pa.table({c: read_column(c) for c in columns})
-        rules, skipped = row_rules(table, RuleFile(table, list(members)), [], data.column_names)
-        notes += skipped
-        views: dict[str, ColumnView] = {}
-        prepared: dict[tuple[str, str], pa.ChunkedArray] = {}
-        for rule in rules:
-            exp = rule.expectation
-            if exp is not None and exp.reference is not None and rule.rule_id not in references:
-                if "value_set" not in exp.kwargs:
-                    notes.append(f"rule {rule.rule_id} left out: its parent values are unreadable")
-                    continue
-            try:
-                mask = evaluate(
-                    data, [rule], placeholders, references, views=views, prepared=prepared
-                )
-            except AimsError as exc:
-                notes.append(f"rule {rule.rule_id} left out: {exc}")
-                continue
-            out |= mask[:, 0]
-        del data, views, prepared
-    return out, notes
+    """Rows breaking at least one quarantining rule of ``expectations`` (see
+    :class:`RowsQuarantined`), reading every column it needs; and notes on rules left out."""
+    counter = RowsQuarantined(table, expectations, rows, placeholders, references)
+    mask = counter.finish(read_column, present_columns)
+    return mask, counter.notes

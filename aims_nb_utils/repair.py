@@ -302,6 +302,22 @@ class _RowGroup:
         return self.chunks[0].num_values
 
 
+def _after_chunk_metadata(data: bytes, pos: int, limit: int) -> int | None:
+    """Where the next page starts when a copy of the chunk's ColumnMetaData sits at ``pos``.
+
+    pyarrow before 15 (the Fabric Spark runtime ships 14) writes that Thrift struct after every
+    column chunk; later writers do not. None when what follows is not a page either."""
+    reader = _Reader(data, pos)
+    try:
+        reader.struct(lambda fid, ftype: False)
+        if reader.pos >= limit:
+            return None
+        _read_page_header(data, reader.pos)
+    except (EOFError, ValueError, IndexError):
+        return None
+    return reader.pos
+
+
 def _scan_pages(data: bytes, limit: int) -> tuple[list[_Page], str]:
     """Walk page headers from just after the magic; stop at the first incomplete or invalid one."""
     pages: list[_Page] = []
@@ -310,7 +326,11 @@ def _scan_pages(data: bytes, limit: int) -> tuple[list[_Page], str]:
         try:
             page = _read_page_header(data, pos)
         except (EOFError, ValueError, IndexError) as exc:
-            return pages, f"no valid page header at byte {pos:,} ({exc or 'end of data'})"
+            after = _after_chunk_metadata(data, pos, limit) if pages else None
+            if after is None:
+                return pages, f"no valid page header at byte {pos:,} ({exc or 'end of data'})"
+            pos = after
+            continue
         if page.end > limit:
             return pages, f"page at byte {pos:,} runs past the end of the data ({limit:,} bytes)"
         pages.append(page)

@@ -326,21 +326,20 @@ def parse_rule_file(raw: Any, path: Path, table: str | None = None) -> RuleFile:
                 )
         if etype == "expect_column_values_to_match_regex":
             _check_regex(path, f"{where} ({etype}, column {kwargs.get('column')})", kwargs)
+        rule = f"{where} ({etype}" + (
+            f", column {kwargs['column']})" if kwargs.get("column") else ")"
+        )
         if "gate" in meta and not isinstance(meta["gate"], bool):
             raise RuleFileError(
                 path,
-                f"{where} ({etype}, column {kwargs.get('column')}): meta.gate={meta['gate']!r} "
-                "is not true or false",
+                f"{rule}: meta.gate={meta['gate']!r} is not true or false",
                 hint="meta.gate: true makes the table fail whenever this rule fails",
             )
-        if KINDS[etype].has_bounds:
-            problem = bounds_problem(kwargs)
-            if problem:
-                raise RuleFileError(
-                    path,
-                    f"{where} ({etype}, column {kwargs.get('column')}): {problem}",
-                    hint="swap the bounds, or remove the rule",
-                )
+        problem = bounds_problem(kwargs) if KINDS[etype].has_bounds else None
+        if problem:
+            raise RuleFileError(
+                path, f"{rule}: {problem}", hint="swap the bounds, or remove the rule"
+            )
         expectations.append(Expectation(etype, kwargs, meta))
     thresholds_raw = raw.pop("quality_thresholds", None) or dict(DEFAULT_QUALITY_THRESHOLDS)
     if not isinstance(thresholds_raw, dict):

@@ -2,6 +2,9 @@
 
 SQLite from the standard library is enough for one lake and keeps state inspectable with any
 SQLite browser. Every write happens in a transaction, so a killed run leaves the previous state.
+On a local disk the database uses WAL; on the Fabric lakehouse (a FUSE mount) and other shared
+mounts it keeps SQLite's rollback journal (:func:`journal_mode`). One writer at a time is the lake
+lock's job (:mod:`aims_nb_utils.lake_lock`), not SQLite's.
 A database that cannot be written (full disk, read-only folder, locked too long, corrupt) is a
 :class:`StateError` naming the file and what to do, never a bare ``sqlite3`` traceback.
 """
@@ -144,6 +147,15 @@ CREATE INDEX IF NOT EXISTS table_metrics_table ON table_metrics (table_name, run
 """
 
 
+def journal_mode(db_path: str | Path) -> str:
+    """WAL on a local disk; the rollback journal (DELETE) where the database lives on a shared or
+    FUSE mount such as the Fabric lakehouse: WAL needs shared memory between the processes using
+    the database, which SQLite says does not work over a network filesystem."""
+    from .environment import on_shared_mount
+
+    return "DELETE" if on_shared_mount(Path(db_path).parent) else "WAL"
+
+
 @contextmanager
 def connect(db_path: str | Path) -> Iterator[sqlite3.Connection]:
     """Open the state database (creating it and its schema), commit on success, roll back on error."""
@@ -160,7 +172,7 @@ def connect(db_path: str | Path) -> Iterator[sqlite3.Connection]:
     conn.row_factory = sqlite3.Row
     try:
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA journal_mode={journal_mode(db_path)}")
             conn.executescript(SCHEMA)
             yield conn
             conn.commit()

@@ -8,11 +8,16 @@ Layout, by ``settings.storage_format``:
   because replacing a folder is not atomic on POSIX; ``mode="append"`` therefore rewrites the file.
   A run killed mid-write leaves a ``.<name>.tmp-*`` file that :func:`remove_stale_temp_files` (called
   by ingestion under the lake lock) deletes.
-* ``delta``: a Delta table folder ``<layer root>/<table>/`` written with the ``deltalake`` package.
-  A write is one transaction (a new commit file in ``_delta_log``): readers keep seeing the previous
-  version until it commits, and a killed writer leaves only unreferenced data files, which
-  ``DeltaTable.vacuum`` removes. Streams are staged in a parquet file under ``<state>/staging`` first
-  so one pass over Bronze can feed Silver and quarantine at once.
+* ``delta``: a Delta table folder ``<layer root>/<table>/`` written with the ``deltalake`` package
+  (0.18, Fabric's Python notebooks, to 1.x). A write is one transaction (a new commit file in
+  ``_delta_log``): readers keep seeing the previous version until it commits, and a killed writer
+  leaves only unreferenced data files, which ``DeltaTable.vacuum`` removes. Streams are staged in a
+  parquet file under ``<state>/staging`` first so one pass over Bronze can feed Silver and
+  quarantine at once. A table with a key (Silver's row identity) gets each new version as one
+  MERGE on the key (changed rows updated, new ones inserted, gone ones deleted), so Delta history
+  and time travel show row changes; a keyless table is overwritten. Silver and Gold are stored in
+  the types Fabric's SQL analytics endpoint and Direct Lake read (:func:`delta_schema`: no
+  ``timestamp_ntz``, naive timestamps tagged UTC, unsigned integers widened, ...; docs/fabric.md).
 
 **One table, one unit.** Ingestion publishes a table's Silver, its quarantine and its state-DB record
 together (:func:`publish_unit`): both writers are *staged* (closed and fsynced, nothing visible),
@@ -26,13 +31,17 @@ point on every reader sees the new Silver and quarantine, and before it the prev
 one of each. A run killed after the commit point is finished by the next run, under the lake lock,
 before anything else (:func:`recover_publishes`, called by :func:`clean_staging`): installing is
 idempotent (a rename whose source is gone was done; a Delta overwrite from the same file gives the
-same table) and the SQL is ``INSERT OR REPLACE``/``UPDATE`` by key. Killed before it, the staged
+same table, a MERGE of rows the table already holds changes nothing) and the SQL is
+``INSERT OR REPLACE``/``UPDATE`` by key. Killed before it, the staged
 files are leftovers that :func:`clean_staging` deletes and the previous version stands.
 
 A Delta folder counts as a table only once it has a commit in ``_delta_log``: a first commit killed
 half-way leaves a folder that is neither listed nor read (and the next write starts it afresh).
 After every Delta write, files no longer referenced and older than ``delta_retention_hours`` are
-vacuumed, so a reload does not double the table's size on disk. Writes that meet a full disk or a
+vacuumed, so a reload does not double the table's size on disk, and every ``delta_optimize_every``
+versions small files are compacted and a checkpoint written (the log a reader replays stays
+short). Under Fabric's ``/lakehouse/`` mount every call passes the mount options delta-rs documents
+(:func:`storage_options`). Writes that meet a full disk or a
 read-only folder raise :class:`aims_nb_utils.errors.DiskFullError` / ``ReadOnlyError`` naming the
 table and path; a Delta failure is reported as one line (deltalake's Rust panics included).
 
@@ -43,18 +52,23 @@ Silver and Gold then share one folder: Gold names (FACT_/DIM_) keep them apart.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import itertools
 import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import (
@@ -129,6 +143,126 @@ def _deltalake():  # noqa: ANN202 - module object
     return deltalake
 
 
+# --- Delta tables Fabric's SQL analytics endpoint and Direct Lake read ---------------------------
+
+# Layers whose Delta tables Fabric's SQL analytics endpoint and Direct Lake read (Tables/); the
+# quarantine lives under Files/ and keeps its Bronze types and its list of failed rules.
+FABRIC_LAYERS = ("silver", "gold")
+# A Delta column name without column mapping may not hold these (deltalake 0.18 cannot write
+# column mapping, and the SQL endpoint reads it only in preview); T-SQL names are <= 128 chars.
+DELTA_NAME_FORBIDDEN = " ,;{}()\n\t="
+SQL_NAME_MAX = 128
+_UNSIGNED_WIDER = {8: pa.int16(), 16: pa.int32(), 32: pa.int64()}
+
+
+def delta_type(arrow_type: pa.DataType, nested_as_text: bool = True) -> pa.DataType:
+    """The Arrow type a Silver/Gold column is stored with in Delta, so that Fabric's SQL analytics
+    endpoint and Direct Lake show it (their list: long, integer, short, byte, boolean, double,
+    float, decimal, date, timestamp, string, binary; docs/fabric.md has the table).
+
+    Every timestamp becomes timestamp[us, UTC]: Delta's TIMESTAMP (an instant), because the
+    endpoint does not read TIMESTAMP_NTZ. A naive Silver timestamp is on the UTC clock already
+    (typing converts offsets to UTC), so its values are unchanged, only tagged UTC. Unsigned
+    integers widen to the next signed type (uint64 to decimal(20, 0)), time and types Delta or
+    the endpoint lack (duration as its count, intervals, nested values as JSON) become text.
+    ``nested_as_text=False`` (the quarantine, which the endpoint does not read) keeps lists,
+    structs and maps: Delta stores them."""
+    t = arrow_type
+    if pa.types.is_dictionary(t):
+        return delta_type(t.value_type, nested_as_text)
+    if pa.types.is_nested(t) and not nested_as_text:
+        return t
+    if pa.types.is_timestamp(t):
+        return pa.timestamp("us", tz="UTC")
+    if pa.types.is_date(t):
+        return pa.date32()
+    if pa.types.is_unsigned_integer(t):
+        return _UNSIGNED_WIDER.get(t.bit_width, pa.decimal128(20, 0))
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
+        return t
+    if pa.types.is_floating(t):
+        return pa.float32() if t == pa.float16() else t
+    if pa.types.is_decimal(t):
+        return pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.string()
+    if pa.types.is_duration(t):
+        return pa.int64()
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return pa.binary()
+    return pa.string()  # string, large_string, time, interval, null, nested
+
+
+def delta_schema(schema: pa.Schema, layer: str = "silver", table: str = "-") -> pa.Schema:
+    """``schema`` as stored in Delta for ``layer`` (:func:`delta_type`); in Silver and Gold a
+    column name the SQL endpoint cannot show is refused, naming it."""
+    if layer not in FABRIC_LAYERS:  # quarantine: only what Delta itself cannot store changes
+        return pa.schema([pa.field(f.name, delta_type(f.type, False)) for f in schema])
+    for name in schema.names:
+        bad = sorted({c for c in name if c in DELTA_NAME_FORBIDDEN})
+        if bad or not name or len(name) > SQL_NAME_MAX:
+            problem = (
+                f"column {name!r} has {' '.join(repr(c) for c in bad)}"
+                if bad
+                else f"column {name!r} is empty or longer than {SQL_NAME_MAX} characters"
+            )
+            raise StorageError(
+                layer,
+                table,
+                "-",
+                f"{problem}: a Delta table Fabric's SQL endpoint reads cannot hold that name",
+                hint="rename the column in the Bronze export (letters, digits and _ are safe)",
+            )
+    return pa.schema([pa.field(f.name, delta_type(f.type)) for f in schema])
+
+
+def _json_text(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    return pa.array(
+        [None if v is None else json.dumps(v, default=str) for v in values.to_pylist()],
+        pa.string(),
+    )
+
+
+def _as_delta_column(values: pa.Array | pa.ChunkedArray, target: pa.DataType) -> Any:
+    source = values.type
+    if source == target:
+        return values
+    if pa.types.is_dictionary(source):
+        values = pc.cast(values, source.value_type)
+        source = values.type
+    if target == pa.string() and (
+        pa.types.is_nested(source) or pa.types.is_interval(source) or pa.types.is_decimal(source)
+    ):
+        if pa.types.is_decimal(source):  # decimal256 beyond 38 digits: its exact text
+            return pc.cast(values, pa.string())
+        return _json_text(values)
+    if source == pa.float16():  # pyarrow < 16 has no cast kernel from half floats
+        numbers = values.to_numpy(zero_copy_only=False).astype("float32")
+        nulls = pc.is_null(values).to_numpy(zero_copy_only=False)
+        return pa.array(numbers, target, mask=nulls)
+    return pc.cast(values, target, safe=not pa.types.is_timestamp(source))  # ns -> us truncates
+
+
+def to_delta(
+    data: pa.Table | pa.RecordBatch, layer: str = "silver", table: str = "-"
+) -> pa.Table | pa.RecordBatch:
+    """Rows in the types :func:`delta_schema` gives (identity when nothing changes)."""
+    target = delta_schema(data.schema, layer, table)
+    if target.equals(data.schema):
+        return data
+    columns = [_as_delta_column(data.column(i), f.type) for i, f in enumerate(target)]
+    if isinstance(data, pa.RecordBatch):
+        return pa.RecordBatch.from_arrays(columns, schema=target)
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def stored_form(
+    settings: Settings, layer: str, data: pa.Table | pa.RecordBatch, table: str = "-"
+) -> pa.Table | pa.RecordBatch:
+    """Rows as a table of this layer stores and reads them back in the current format."""
+    if settings.storage_format != "delta":
+        return data
+    return to_delta(data, layer, table)
+
+
 def _is_delta(path: Path) -> bool:
     """A Delta table with at least one commit (see the module doc)."""
     log = path / "_delta_log"
@@ -190,7 +324,7 @@ def _dataset(settings: Settings, layer: str, table: str):  # noqa: ANN202 - pyar
             if not table_exists(settings, layer, table):
                 raise _missing(layer, table, path)
             if settings.storage_format == "delta":
-                return _deltalake().DeltaTable(str(path)).to_pyarrow_dataset()
+                return _delta_table(path).to_pyarrow_dataset()
             return ds.dataset(path, format="parquet")
         except FileNotFoundError:
             continue
@@ -257,13 +391,27 @@ class TableWriter:
     Nothing is visible until :meth:`commit`; :meth:`abort` (or leaving a ``with`` block with an
     exception, or without committing) discards everything written. Ingestion opens the Silver and
     the quarantine writer side by side, checks its invariants, then commits both.
+
+    ``key`` is the table's row identity: a Delta table with one is updated by a MERGE on it (only
+    changed rows rewritten, history and time travel show them); without one it is overwritten.
+    In Delta, Silver and Gold rows are stored in the types :func:`delta_schema` gives.
     """
 
-    def __init__(self, settings: Settings, layer: str, table: str, schema: pa.Schema) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        layer: str,
+        table: str,
+        schema: pa.Schema,
+        key: Sequence[str] = (),
+    ) -> None:
         self.settings = settings
         self.layer = _check_layer(layer)
         self.table = validate_table_name(table)
-        self.schema = schema
+        self.key = tuple(key)
+        self.schema = (
+            delta_schema(schema, layer, table) if settings.storage_format == "delta" else schema
+        )
         self.target = table_path(settings, layer, table)
         self.rows = 0
         self._buffer: list[pa.RecordBatch] = []
@@ -282,7 +430,7 @@ class TableWriter:
                 )
             os.close(fd)
             self._tmp = Path(name)
-            self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
         except OSError as exc:
             raise self._os_error(exc) from None
 
@@ -297,7 +445,10 @@ class TableWriter:
             return
         if data.schema != self.schema:
             try:
-                data = data.select(self.schema.names).cast(self.schema)
+                if isinstance(data, pa.RecordBatch):  # RecordBatch.cast needs pyarrow 16
+                    data = pa.Table.from_batches([data])
+                data = stored_form(self.settings, self.layer, data.select(self.schema.names))
+                data = data.cast(self.schema)
             except (KeyError, pa.ArrowException) as exc:
                 raise StorageError(
                     self.layer, self.table, self.target, f"rows do not fit the table schema: {exc}"
@@ -332,7 +483,7 @@ class TableWriter:
                 raise self._os_error(exc) from None
             raise
         self._done = True
-        return StagedTable(self.layer, self.table, str(self._tmp), str(self.target))
+        return StagedTable(self.layer, self.table, str(self._tmp), str(self.target), list(self.key))
 
     def commit(self) -> Path:
         """Publish this table alone: rename over the parquet file, or one Delta transaction."""
@@ -406,18 +557,68 @@ def _delta_call(settings: Settings, layer: str, table: str, path: Path, call: An
         raise _delta_failure(exc, settings, layer, table, path) from None
 
 
-def _vacuum(settings: Settings, layer: str, table: str, path: Path) -> None:
-    """Remove data files the current version no longer needs (see the module doc)."""
-    hours = float(settings.values.get("delta_retention_hours", 168.0))
-    deltalake = _deltalake()
+# Fabric mounts the default lakehouse at /lakehouse/default through a file system that cannot
+# rename without replacing; delta-rs documents MOUNT_ALLOW_UNSAFE_RENAME for such mounts. It is
+# safe here because one run at a time writes a lake (the lake lock).
+FABRIC_MOUNT = "/lakehouse/"
+MOUNT_OPTIONS = {"MOUNT_ALLOW_UNSAFE_RENAME": "true"}
+
+
+@functools.cache
+def _accepts(function: Any, name: str) -> bool:
+    """Whether the installed deltalake's ``function`` takes ``name`` (0.18 in Fabric's Python
+    notebooks, 1.x locally: ``engine`` and vacuum's ``full`` exist in only one of them)."""
     try:
-        deltalake.DeltaTable(str(path)).vacuum(
-            retention_hours=int(hours),
-            dry_run=False,
-            enforce_retention_duration=False,
-            full=True,
-        )
-    except Exception:  # noqa: BLE001 - vacuum is housekeeping: the write itself succeeded
+        return name in inspect.signature(function).parameters
+    except (TypeError, ValueError):  # pragma: no cover - a builtin without a signature
+        return False
+
+
+def storage_options(path: Path | str) -> dict[str, str] | None:
+    """The deltalake storage options for a table path: the mount options under Fabric's
+    ``/lakehouse/`` mount (docs/fabric.md), none elsewhere."""
+    return dict(MOUNT_OPTIONS) if str(path).startswith(FABRIC_MOUNT) else None
+
+
+def _delta_table(path: Path, version: int | None = None) -> Any:
+    deltalake = _deltalake()
+    return deltalake.DeltaTable(str(path), version=version, storage_options=storage_options(path))
+
+
+def _write_options(path: Path) -> dict[str, Any]:
+    options: dict[str, Any] = {"storage_options": storage_options(path)}
+    if _accepts(_deltalake().write_deltalake, "engine"):  # 0.x: the Rust writer (mounts, schema)
+        options["engine"] = "rust"
+    return options
+
+
+def _last_checkpoint(path: Path) -> int:
+    """The version of the table's latest checkpoint (-1: none), from ``_last_checkpoint``."""
+    try:
+        return int(json.loads((path / "_delta_log" / "_last_checkpoint").read_text())["version"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return -1
+
+
+def _maintain(settings: Settings, layer: str, table: str, path: Path) -> None:
+    """Keep a table small after a write (docs/fabric.md, "Maintenance"): vacuum the data
+    files no version within ``delta_retention_hours`` uses, and every ``delta_optimize_every``
+    versions compact small files (merges add some), write a checkpoint and drop expired log files.
+    """
+    hours = float(settings.values.get("delta_retention_hours", 168.0))
+    every = int(settings.values.get("delta_optimize_every", 0) or 0)
+    try:
+        delta = _delta_table(path)
+        if every and delta.version() - _last_checkpoint(path) >= every:
+            delta.optimize.compact()
+            delta = _delta_table(path)
+            delta.create_checkpoint()
+            delta.cleanup_metadata()
+        options: dict[str, Any] = {"dry_run": False, "enforce_retention_duration": False}
+        if _accepts(type(delta).vacuum, "full"):  # also files no commit ever referenced
+            options["full"] = True
+        delta.vacuum(retention_hours=int(hours), **options)
+    except Exception:  # noqa: BLE001 - housekeeping: the write itself succeeded
         pass
 
 
@@ -425,6 +626,20 @@ def _fresh_delta_folder(path: Path) -> None:
     """A folder with a _delta_log but no commit is a first write that was killed: start afresh."""
     if path.is_dir() and not _is_delta(path):
         shutil.rmtree(path)
+
+
+def _keeps_ntz_protocol(path: Path, schema: pa.Schema) -> bool:
+    """Whether the table is one an earlier version wrote with ``timestamp_ntz`` columns that
+    ``schema`` no longer has: its protocol still lists the timestampNtz feature (a protocol is
+    never downgraded), which the SQL endpoint does not support, so it is rewritten afresh."""
+    if not _is_delta(path) or any(pa.types.is_timestamp(t) and t.tz is None for t in schema.types):
+        return False
+    try:
+        protocol = _delta_table(path).protocol()
+    except Exception:  # noqa: BLE001 - unreadable: the write reports it
+        return False
+    features = set(protocol.reader_features or []) | set(protocol.writer_features or [])
+    return "timestampNtz" in features
 
 
 def _write_delta(
@@ -435,21 +650,200 @@ def _write_delta(
     layer: str = "silver",
     table: str = "-",
 ) -> None:
+    """Replace the table's rows (and schema) with ``batches``: one WRITE commit. A table whose
+    protocol keeps a feature the endpoint lacks is written as a new table beside it and swapped
+    in by two renames (a one-time migration of tables earlier versions wrote)."""
     deltalake = _deltalake()
     path.parent.mkdir(parents=True, exist_ok=True)
     _fresh_delta_folder(path)
-    reader = pa.RecordBatchReader.from_batches(schema, batches)
-    _delta_call(
-        settings,
-        layer,
-        table,
-        path,
-        lambda: deltalake.write_deltalake(
-            str(path), reader, mode="overwrite", schema_mode="overwrite"
-        ),
-    )
+    fresh = _keeps_ntz_protocol(path, schema)
+    target = path.with_name(temp_prefix(path.name) + "fresh") if fresh else path
+    batches = iter(batches)
+    first = next((batch for batch in batches if batch.num_rows), None)
+    if first is None and _accepts(deltalake.write_deltalake, "engine"):
+        # deltalake 0.x's Rust writer refuses no rows: CREATE OR REPLACE the table, empty.
+        def write() -> Any:
+            return deltalake.DeltaTable.create(
+                str(target),
+                schema=schema,
+                mode="overwrite",
+                storage_options=storage_options(target),
+            )
+
+    else:
+        reader = pa.RecordBatchReader.from_batches(
+            schema, itertools.chain([first] if first is not None else [], batches)
+        )
+
+        def write() -> Any:
+            return deltalake.write_deltalake(
+                str(target),
+                reader,
+                mode="overwrite",
+                schema_mode="overwrite",
+                **_write_options(target),
+            )
+
+    _delta_call(settings, layer, table, path, write)
+    if fresh:
+        aside = path.with_name(temp_prefix(path.name) + "old")
+        os.replace(path, aside)
+        os.replace(target, path)
+        shutil.rmtree(aside, ignore_errors=True)
     if settings is not None:
-        _vacuum(settings, layer, table, path)
+        _maintain(settings, layer, table, path)
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _comparable(arrow_type: pa.DataType) -> str:
+    """A type as Delta stores it (string and large_string alike, any timestamp an instant)."""
+    if pa.types.is_timestamp(arrow_type):
+        return "timestamp" if arrow_type.tz else "timestamp_ntz"
+    if pa.types.is_large_string(arrow_type):
+        return "string"
+    if pa.types.is_large_binary(arrow_type):
+        return "binary"
+    if pa.types.is_large_list(arrow_type):
+        return f"list<{_comparable(arrow_type.value_type)}>"
+    if pa.types.is_list(arrow_type):
+        return f"list<{_comparable(arrow_type.value_type)}>"
+    return str(arrow_type)
+
+
+def _mergeable(path: Path, schema: pa.Schema, key: Sequence[str]) -> bool:
+    """A MERGE on ``key`` can bring the table to ``schema``'s rows: the table exists with the
+    same columns and types (a schema change is a WRITE with the new schema)."""
+    if not key or not set(key) <= set(schema.names) or not _is_delta(path):
+        return False
+    try:
+        current = _delta_table(path).to_pyarrow_dataset().schema
+    except Exception:  # noqa: BLE001 - unreadable: the overwrite path reports it
+        return False
+    return {f.name: _comparable(f.type) for f in current} == {
+        f.name: _comparable(f.type) for f in schema
+    }
+
+
+_DELETE = "__aims_merge_delete"  # marks a source row that deletes its key
+
+
+def _source_rows(source: Path | pa.Table, rows: np.ndarray) -> pa.Table:
+    """The rows at ``rows`` (sorted positions) of a staged file or table, read batch by batch."""
+    if isinstance(source, pa.Table):
+        return source.take(pa.array(rows, pa.int64()))
+    parts, offset = [], 0
+    parquet = pq.ParquetFile(source)
+    for batch in parquet.iter_batches():
+        lo, hi = np.searchsorted(rows, [offset, offset + batch.num_rows])
+        if hi > lo:
+            parts.append(batch.take(pa.array(rows[lo:hi] - offset, pa.int64())))
+        offset += batch.num_rows
+    return pa.Table.from_batches(parts, schema=parquet.schema_arrow)
+
+
+def _changes(
+    path: Path, source: Path | pa.Table, schema: pa.Schema, key: Sequence[str]
+) -> pa.Table:
+    """The MERGE source that turns the table into ``source``: rows new or changed (compared by a
+    hash of all their values, DuckDB's, computed while streaming both sides) and, flagged
+    ``_DELETE``, the keys the table has and ``source`` has not. Empty when nothing changed."""
+    import duckdb
+
+    columns = ", ".join(_quoted(c) for c in schema.names)
+    keys = ", ".join(_quoted(k) for k in key)
+    same_key = " AND ".join(f"s.{_quoted(k)} IS NOT DISTINCT FROM t.{_quoted(k)}" for k in key)
+    con = duckdb.connect()
+    try:
+        con.register("target_rows", _delta_table(path).to_pyarrow_dataset())
+        if isinstance(source, pa.Table):
+            positions = pa.array(np.arange(source.num_rows, dtype=np.int64))
+            con.register("source_rows", source.append_column("__aims_pos", positions))
+            position = '"__aims_pos"'
+        else:
+            con.read_parquet(str(source), file_row_number=True).create_view("source_rows")
+            position = "file_row_number"
+        changed = con.execute(
+            f"SELECT s.__aims_pos FROM (SELECT {position} AS __aims_pos, {keys},"
+            f" hash({columns}) AS __aims_h FROM source_rows) AS s ANTI JOIN"
+            f" (SELECT {keys}, hash({columns}) AS __aims_h FROM target_rows) AS t"
+            f" ON {same_key} AND s.__aims_h = t.__aims_h ORDER BY 1"
+        ).fetchnumpy()["__aims_pos"]
+        gone = con.execute(
+            f"SELECT {keys} FROM (SELECT {keys} FROM target_rows) AS t ANTI JOIN"
+            f" (SELECT {keys} FROM source_rows) AS s ON {same_key}"
+        ).arrow()
+    finally:
+        con.close()
+    if hasattr(gone, "read_all"):  # newer DuckDB returns a reader
+        gone = gone.read_all()
+    rows = _source_rows(source, np.asarray(changed, dtype=np.int64)).select(schema.names)
+    rows = rows.cast(schema).append_column(_DELETE, pa.array([False] * rows.num_rows, pa.bool_()))
+    deletions = pa.table(
+        {
+            f.name: (
+                pc.cast(gone.column(f.name), f.type)
+                if f.name in key
+                else pa.nulls(gone.num_rows, f.type)
+            )
+            for f in schema
+        }
+    ).append_column(_DELETE, pa.array([True] * gone.num_rows, pa.bool_()))
+    return pa.concat_tables([rows, deletions.cast(rows.schema)])
+
+
+def _merge_delta(
+    path: Path,
+    source: Path | pa.Table,
+    schema: pa.Schema,
+    key: Sequence[str],
+    settings: Settings,
+    layer: str,
+    table: str,
+) -> None:
+    """Make the table's rows ``source``'s with one MERGE on ``key``: only the rows that changed
+    are the merge's source (see :func:`_changes`), so a load that changed a few rows rewrites
+    only the files holding them. Nothing changed: no commit (recovery of a killed publish that
+    installs the same rows again relies on it). ``key`` is unique in ``source`` (ingestion's
+    invariant; :func:`write_table` checks it)."""
+    on = " AND ".join(f"t.{_quoted(k)} = s.{_quoted(k)}" for k in key)
+    values = {_quoted(c): f"s.{_quoted(c)}" for c in schema.names}
+
+    def merge() -> Any:
+        changes = _changes(path, source, schema, key)
+        if not changes.num_rows:
+            return None
+        merger = _delta_table(path).merge(changes, predicate=on, source_alias="s", target_alias="t")
+        merger = merger.when_matched_delete(predicate=f"s.{_DELETE}")
+        merger = merger.when_matched_update(updates=values, predicate=f"NOT s.{_DELETE}")
+        merger = merger.when_not_matched_insert(updates=values, predicate=f"NOT s.{_DELETE}")
+        return merger.execute()
+
+    if _delta_call(settings, layer, table, path, merge) is not None:
+        _maintain(settings, layer, table, path)
+
+
+def _publish_delta(
+    settings: Settings,
+    path: Path,
+    source: Path | pa.Table,
+    layer: str,
+    table: str,
+    key: Sequence[str] = (),
+) -> str:
+    """Install ``source`` (a staged parquet file or a table) as the Delta table's new version:
+    a MERGE on its key, else a whole-table WRITE. Returns 'merge' or 'overwrite'."""
+    if isinstance(source, pa.Table):
+        schema, batches = source.schema, source.to_batches()
+    else:
+        schema, batches = pq.read_schema(source), pq.ParquetFile(source).iter_batches()
+    if _mergeable(path, schema, key):
+        _merge_delta(path, source, schema, key, settings, layer, table)
+        return "merge"
+    _write_delta(path, batches, schema, settings, layer, table)
+    return "overwrite"
 
 
 # --- publishing a table as one unit -------------------------------------------------------------
@@ -463,6 +857,7 @@ class StagedTable:
     table: str
     staged: str  # the staged parquet file
     target: str  # where it is installed
+    key: list[str] = field(default_factory=list)  # Delta: MERGE on it (empty: overwrite)
 
 
 def _publish_dir(settings: Settings) -> Path:
@@ -507,14 +902,7 @@ def _install(settings: Settings, staged: StagedTable) -> None:
     if not source.is_file():
         return
     if settings.storage_format == "delta":
-        _write_delta(
-            target,
-            pq.ParquetFile(source).iter_batches(),
-            pq.read_schema(source),
-            settings,
-            staged.layer,
-            staged.table,
-        )
+        _publish_delta(settings, target, source, staged.layer, staged.table, staged.key or ())
         source.unlink(missing_ok=True)
         return
     try:
@@ -600,10 +988,19 @@ def recover_publishes(settings: Settings) -> list[str]:
 
 
 def write_table(
-    settings: Settings, layer: str, table: str, data: pa.Table, mode: str = "overwrite"
+    settings: Settings,
+    layer: str,
+    table: str,
+    data: pa.Table,
+    mode: str = "overwrite",
+    key: Sequence[str] = (),
 ) -> Path:
     """Write a whole table atomically; ``mode`` is 'overwrite' or 'append' (columns may differ:
-    missing ones become null). Returns the table's path."""
+    missing ones become null). Returns the table's path.
+
+    In Delta, an overwrite of a table with a ``key`` (unique in ``data``) is a MERGE on it, so
+    the table's history shows which rows changed; Silver and Gold are stored in the types
+    :func:`delta_schema` gives."""
     if mode not in ("overwrite", "append"):
         raise StorageError(
             layer, table, "-", f"unknown mode {mode!r}", hint="use overwrite or append"
@@ -611,17 +1008,25 @@ def write_table(
     target = table_path(settings, layer, table)
     if settings.storage_format == "delta":
         deltalake = _deltalake()
+        data = to_delta(data, layer, table)
         target.parent.mkdir(parents=True, exist_ok=True)
         _fresh_delta_folder(target)
-        options = {"schema_mode": "overwrite"} if mode == "overwrite" else {"schema_mode": "merge"}
+        if mode == "overwrite" or (data.num_rows == 0 and not _is_delta(target)):
+            _check_unique(layer, table, target, data, key)
+            _publish_delta(settings, target, data, layer, table, key)
+            return target
+        if data.num_rows == 0:  # nothing to append (deltalake 0.x's Rust writer refuses it)
+            return target
         _delta_call(
             settings,
             layer,
             table,
             target,
-            lambda: deltalake.write_deltalake(str(target), data, mode=mode, **options),
+            lambda: deltalake.write_deltalake(
+                str(target), data, mode=mode, schema_mode="merge", **_write_options(target)
+            ),
         )
-        _vacuum(settings, layer, table, target)
+        _maintain(settings, layer, table, target)
         return target
     if mode == "append" and target.is_file():
         previous = pq.read_table(target)
@@ -629,6 +1034,24 @@ def write_table(
     with atomic_path(target) as tmp:
         pq.write_table(data, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS * 4)
     return target
+
+
+def _check_unique(layer: str, table: str, path: Path, data: pa.Table, key: Sequence[str]) -> None:
+    if not key:
+        return
+    missing = [k for k in key if k not in data.column_names]
+    if missing:
+        raise StorageError(layer, table, path, f"key column(s) {', '.join(missing)} missing")
+    groups = data.group_by(list(key)).aggregate([([], "count_all")])
+    twins = pc.sum(pc.greater(groups.column("count_all"), 1)).as_py() or 0
+    if twins:
+        raise StorageError(
+            layer,
+            table,
+            path,
+            f"{twins:,} value(s) of the key ({', '.join(key)}) occur more than once",
+            hint="a MERGE needs one row per key: fix the key or the rows",
+        )
 
 
 def clean_staging(settings: Settings) -> list[Path]:
@@ -644,6 +1067,9 @@ def clean_staging(settings: Settings) -> list[Path]:
         for path in root.glob(f".*{TEMP_MARKER}*") if root.is_dir() else []:
             if path.is_file():
                 path.unlink(missing_ok=True)
+                removed.append(path)
+            elif path.is_dir():  # a Delta table written beside its old version (_write_delta)
+                shutil.rmtree(path, ignore_errors=True)
                 removed.append(path)
     staging = Path(settings.paths.state) / STAGING_FOLDER
     for path in staging.glob(f"*{TEMP_MARKER}*") if staging.is_dir() else []:

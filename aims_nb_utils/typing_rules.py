@@ -143,6 +143,12 @@ def _rule_kinds(
             origin = "inferred" if exp.meta.get(GENERATED_MARKER) == GENERATOR_NAME else "rule file"
             arrow = _date_type(exp.meta) if value_type == "date" else None
             kinds[column] = (str(value_type), f"rule value_type ({exp.rule_id})", origin, arrow)
+        elif exp.meta.get("kept_as_text") and column not in kinds:
+            # the profiler saw values that read as numbers or dates and chose text (leading
+            # zeros, or a file that types that kind elsewhere): say why, and let no spec kind
+            # cast them
+            reason = str(exp.meta["kept_as_text"])
+            kinds[column] = ("string", reason, "inferred", None)
         elif exp.reference is not None and column not in kinds:
             parent, parent_column = exp.reference
             parent_spec = spec.get_table(parent)
@@ -193,7 +199,8 @@ def silver_types(
             kind = SPEC_KINDS.get(spec_kind, "string")
             out.append(ColumnType(column, kind, f"spec kind {spec_kind}", "inferred"))
         else:
-            out.append(ColumnType(column, "string", "not in the spec: kept as text", "default"))
+            why = "not in the spec" if table_spec is not None else "no type rule"
+            out.append(ColumnType(column, "string", f"{why}: kept as text", "default"))
     return out
 
 

@@ -4,23 +4,31 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
 
 * One ephemeral Context per process with one pandas data source, one dataframe asset and one
   whole-dataframe batch definition, reused for every table: building them per table costs about
-  0.4 s each.
+  0.4 s each. Every frame is validated through GX's own run path, a Checkpoint per table with
+  one ValidationDefinition (:mod:`aims_nb_utils.gx_run`); the private GX internals validation
+  needs for speed and memory live in :mod:`aims_nb_utils.gx_compat`, checked by a test.
 * GX validates one-column frames: per column, its rules run in one suite over a frame holding
   only that column's *present* values (placeholders and nulls left out), prepared by
   :mod:`aims_nb_utils.checks` (canonical ids, numbers). Every row rule but not-null ignores
   nulls, and GX drops them itself by copying the column once per rule unless it holds none
   (pandas then hands back the frame as it is): giving it the present values once is the same
   domain, the same counts, ``mostly`` and partial lists, without a copy per rule (validate at
-  scale 1.0: 33 -> 27 s). ``element_count`` is set back to the column's full length. Not-null
-  rules run on a boolean "value present" column (null where the row has no value: n/8 bytes)
+  scale 1.0: 33 -> 27 s). ``element_count`` is set back to the column's full length. Columns
+  without a single null are the same length, so several of them share one frame (up to
+  ``SHARED_FRAME_CELLS`` values): one Checkpoint run instead of one per column (every run
+  re-reads the suite from the store to check it is fresh and stores its result). On a small
+  table the columns with nulls share a frame too, put back at full length
+  (``PADDED_FRAME_CELLS``): GX's copy per rule of so small a frame costs less than a run per
+  column. Not-null rules run on a boolean "value present" column (null where the row has no value: n/8 bytes)
   in the table frame below. On a whole frame GX filters every column for each nullable column
-  and hashes it: 4-5x slower and four times the memory. The pandas execution engine's
-  ``HASH_THRESHOLD`` is set to 0: the batch fingerprint it computes is never used here.
-* GX is imported without rfc3987_syntax (see :func:`_without_iri_grammar`): 1 s of its 3 s.
+  and hashes it: 4-5x slower and four times the memory. The pandas engine's batch fingerprint
+  (a hash of the frame) is switched off: nothing reads it.
+* GX is imported without rfc3987_syntax (:func:`gx_compat.without_iri_grammar`): 1 s of its 3 s.
 * Every batch of the reused asset has the same id and the engine caches each resolved metric by
   id for the life of the process (each map rule's full-length condition series included): the
-  cache and the batch are dropped after each validation (:func:`_forget_batch`), which keeps a
-  worker near the size of one column instead of growing by every column it has validated.
+  cache and the batch are dropped after each validation (:func:`gx_compat.forget_batches`),
+  which keeps a worker near the size of one column instead of growing by every column it has
+  validated.
 * Table-level rules (row count, column count, and any rule naming a column the file lacks) and
   the not-null rules run on a frame whose columns are zero-byte Arrow null arrays of the table's
   full length (or the presence columns above), so GX observes the real row and column counts
@@ -29,7 +37,7 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
   each passes when its column is among the columns GX observed; each still counts as one rule in
   the scores.
 * GX 1.x rebuilds an expectation's ``configuration`` ~70 times per rule; that property is
-  memoised for the duration of each of our validate calls (:func:`_memoized_configuration`),
+  memoised for the duration of each of our validate calls (:func:`gx_compat.memoized_configuration`),
   which halves GX's bookkeeping and changes no result (the parity tests run with it).
 * Referential rules (``expect_column_values_to_be_in_set`` with ``meta.reference``) need the
   parent's values, often millions: GX 1.x copies an expectation's kwargs through pydantic dozens
@@ -41,10 +49,13 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
   go; tables run in ``max_workers`` processes, biggest first, and a table large enough to hold
   up the run is split into column groups so both cores stay busy until the end.
 
-Verdict of a table (the users' existing semantics): for every severity present, the share of
-its rules that passed must reach ``rule_file.threshold(severity)``, and the quality score (share
-of all rules passed) must reach ``settings.dq_threshold``. A rule that could not be evaluated (a
-column the file lacks, an unreadable parent) counts as failed. An empty Bronze table is SKIPPED,
+Verdict of a table (:func:`aims_nb_utils.verdict.judge`): a failed gating rule (``meta.gate:
+true``) fails it; so do more than ``settings.max_quarantine_percent`` of its rows breaking a
+quarantining rule (counted with ingestion's masks as the columns are read, see
+:class:`aims_nb_utils.quarantine.RowsQuarantined`); then the users' existing semantics: for every
+severity present, the share of its rules that passed must reach ``rule_file.threshold(severity)``,
+and the quality score (share of all rules passed) must reach ``settings.dq_threshold``. A rule
+that could not be evaluated (a column the file lacks, an unreadable parent) counts as failed. An empty Bronze table is SKIPPED,
 an unreadable file or a missing rule file is ERROR; neither counts as passed.
 
 Pass rate = PASSED / (tables - SKIPPED) * 100: an ERROR table is a table that did not pass, a
@@ -57,14 +68,11 @@ import json
 import math
 import multiprocessing
 import os
-import sys
-import threading
 import time
-import warnings
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -79,6 +87,7 @@ import pyarrow.parquet as pq
 from . import checks, rule_kinds, state, verdict
 from .errors import AimsError, BronzeReadError
 from .io import atomic_write_text, list_bronze_tables, read_bronze, validate_table_name
+from .quarantine import RowsQuarantined
 from .rules import (
     DIMENSIONS,
     RULE_FILE_SUFFIX,
@@ -91,6 +100,7 @@ from .rules import (
 from .settings import Settings
 
 RESULTS_FILE = "validation_results.json"
+DATA_DOCS_FOLDER = "data_docs"  # under settings.paths.outputs
 PARTIAL_LIST_MAX = 20
 VALUE_TEXT_MAX = 200  # characters kept of one unexpected value in results
 STATUSES = ("PASSED", "FAILED", "SKIPPED", "ERROR")
@@ -99,6 +109,13 @@ REFERENCE_EXPECTATION = "expect_column_values_to_be_in_reference_set"
 # column's non-null values only (GX filters them out per rule, a full copy of the column each
 # time: we hand it the filtered column once instead, see the module docstring).
 _RULES_THAT_SEE_NULLS = frozenset(k for k, r in rule_kinds.KINDS.items() if r.sees_nulls)
+# Null-free columns of a table share one GX frame up to this many values (rows x columns): one
+# Checkpoint run for all of a small table's complete columns, a big column still alone.
+SHARED_FRAME_CELLS = 1_000_000
+# On a small table the columns with nulls share a frame too, at full length (nulls where the
+# column has no value): GX copies that frame once per rule to drop a column's nulls, which costs
+# less than a Checkpoint run per column while the frame holds at most this many values.
+PADDED_FRAME_CELLS = 100_000
 SPLIT_TASKS_PER_WORKER = 3  # a table costing more than 1/(workers*3) of the run is split
 
 # GX classes: each rule kind's (rule_kinds.py), plus the probe answering column existence.
@@ -193,6 +210,7 @@ class ValidationRun:
     results_path: Path | None
     seconds: float
     max_quarantine_percent: float | None = None
+    data_docs: Path | None = None  # the GX Data Docs index.html, when asked for
 
     @property
     def has_errors(self) -> bool:
@@ -204,9 +222,6 @@ class ValidationRun:
 _REFERENCE_SETS: dict[str, pa.Array] = {}
 _GX_RUNNER: tuple[int, _GxRunner] | None = None
 _REFERENCE_CLASS: type | None = None
-# One GX validation at a time per process: the memoised property and warning filters are
-# process-wide, and GX's validator is not meant to be shared between threads.
-_GX_LOCK = threading.Lock()
 
 
 def _define_reference_expectation() -> type:
@@ -245,45 +260,14 @@ def _define_reference_expectation() -> type:
     return _REFERENCE_CLASS
 
 
-@contextmanager
-def _without_iri_grammar() -> Iterator[None]:
-    """Import GX without building rfc3987_syntax's IRI grammar: 1.0 s of GX's 3.1 s start-up.
-
-    GX imports altair, altair imports jsonschema, and jsonschema's format module imports
-    rfc3987_syntax when it is installed (Jupyter's dependencies bring it), which compiles a Lark
-    grammar at import. Nothing here validates JSON "iri" formats. The module is hidden only while
-    jsonschema's format module is first imported; when jsonschema is already loaded (a notebook
-    kernel that imported it) nothing changes."""
-    hide = "jsonschema" not in sys.modules and "rfc3987_syntax" not in sys.modules
-    if hide:
-        sys.modules["rfc3987_syntax"] = None  # type: ignore[assignment] - import raises ImportError
-    try:
-        yield
-    finally:
-        if hide and sys.modules.get("rfc3987_syntax", 0) is None:
-            del sys.modules["rfc3987_syntax"]
-
-
 class _GxRunner:
-    """The reusable GX objects of this process: context, data source, asset, batch definition."""
+    """This process's GX runner (:class:`gx_run.GxRunner`) plus the referential expectation."""
 
     def __init__(self) -> None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "False"
-        with _without_iri_grammar():
-            import great_expectations as gx
-        import great_expectations.execution_engine.pandas_execution_engine as pandas_engine
-        from great_expectations.data_context.types.base import ProgressBarsConfig
+        from .gx_run import GxRunner
 
-        # The engine fingerprints every batch under 1e9 bytes (a full hash of the frame); nothing
-        # here reads the fingerprint, and it costs more than the checks on big columns.
-        pandas_engine.HASH_THRESHOLD = 0
-        self.gx = gx
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(
-            globally=False, metric_calculations=False
-        )
-        asset = context.data_sources.add_pandas("aims_bronze").add_dataframe_asset("frame")
-        self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_frame")
+        self.runner = GxRunner()
+        self.gx = self.runner.gx
         self.reference_class = _define_reference_expectation()
 
     def expectation(self, rule: Expectation, index: int, kwargs: dict[str, Any]) -> Any:
@@ -293,63 +277,8 @@ class _GxRunner:
             cls = getattr(self.gx.expectations, _GX_CLASS_NAMES[rule.expectation_type])
         return cls(**kwargs, meta={"rule_index": index})
 
-    def validate(self, frame: pd.DataFrame, expectations: list[Any]) -> list[Any]:
-        suite = self.gx.ExpectationSuite(name="aims_rules", expectations=expectations)
-        batch = self.batch_definition.get_batch(batch_parameters={"dataframe": frame})
-        with _GX_LOCK, warnings.catch_warnings(), _memoized_configuration():
-            warnings.simplefilter("ignore")
-            try:
-                return list(batch.validate(suite, result_format="BASIC").results)
-            finally:
-                _forget_batch(batch)
-
-
-def _forget_batch(batch: Any) -> None:
-    """Drop what GX's execution engine keeps after a validation: every batch of our asset has the
-    same id, and the engine caches each resolved metric by id for the life of the process,
-    including each map rule's full-length condition series and filtered index (measured: one
-    worker grew from 0.4 to 1.7 GB over the 36 columns of aims_assetlocations). Nothing reads
-    those entries again: each of our validations is a new frame."""
-    engine = getattr(getattr(batch, "data", None), "execution_engine", None)
-    cache = getattr(engine, "_metric_cache", None)
-    if isinstance(cache, dict):
-        cache.clear()
-    manager = getattr(engine, "batch_manager", None)
-    data_cache = getattr(manager, "_batch_data_cache", None)
-    if isinstance(data_cache, dict):
-        data_cache.clear()
-
-
-@contextmanager
-def _memoized_configuration() -> Iterator[None]:
-    """Compute each GX expectation's ``configuration`` once per validate call.
-
-    GX 1.x rebuilds an expectation's configuration (a pydantic ``dict()`` plus a regex over the
-    class name) on every access, and its validator reads it once per kwarg: ~70 rebuilds per
-    rule, half of all the time GX spends on a small table (measured: 13.5 s -> 6.8 s for three
-    tables). Nothing mutates an expectation while it is validated (the validator works on deep
-    copies), so the property is memoised for the duration of one ``batch.validate`` only and
-    restored afterwards: GX used elsewhere in the process is untouched.
-    """
-    from great_expectations.expectations.expectation import Expectation as GxExpectation
-
-    original = GxExpectation.__dict__["configuration"]
-    cache: dict[int, tuple[Any, Any]] = {}
-
-    def configuration(self: Any) -> Any:
-        hit = cache.get(id(self))
-        if hit is not None and hit[0] is self:
-            return hit[1]
-        value = original.fget(self)
-        cache[id(self)] = (self, value)  # holding self keeps its id from being reused
-        return value
-
-    GxExpectation.configuration = property(configuration, doc=original.__doc__)
-    try:
-        yield
-    finally:
-        GxExpectation.configuration = original
-        cache.clear()
+    def validate(self, table: str, frame: pd.DataFrame, expectations: list[Any]) -> list[Any]:
+        return self.runner.validate(table, frame, expectations)
 
 
 def _gx() -> _GxRunner:
@@ -392,6 +321,13 @@ def _layout(settings: Settings, table: str, sample_size: int | None) -> _Layout:
     return _Layout(table, path, names, rows, total)
 
 
+# Whoever wants every column a part reads, as it is read: the part's count of rows quarantined
+# (see _validate_part), so the masks run on the columns GX is given and no column is read twice.
+_COLUMN_OBSERVER: ContextVar[Callable[[str, pa.ChunkedArray], None] | None] = ContextVar(
+    "aims_column_observer", default=None
+)
+
+
 class _Reader:
     """Column-at-a-time access to one table (a parquet file, or an in-memory Arrow table)."""
 
@@ -407,6 +343,13 @@ class _Reader:
         )
 
     def column(self, name: str) -> pa.ChunkedArray:
+        values = self._read(name)
+        observer = _COLUMN_OBSERVER.get()
+        if observer is not None:  # the quarantine count of this part sees the column too
+            observer(name, values)
+        return values
+
+    def _read(self, name: str) -> pa.ChunkedArray:
         if self.data is not None:
             return self.data.column(name)
         table = self.layout.table
@@ -587,6 +530,7 @@ def _presence(present_rows: pa.ChunkedArray | None, rows: int) -> pa.ChunkedArra
 
 def _run_gx(
     runner: _GxRunner,
+    table: str,
     frame: pd.DataFrame,
     items: list[tuple[int, Expectation, Expectation, dict[str, Any]]],
     file_name: str,
@@ -609,7 +553,7 @@ def _run_gx(
             out[index] = _failed(rule, index, f"invalid kwargs for GX: {message}")
     if not built:
         return
-    for evr in runner.validate(frame, built):
+    for evr in runner.validate(table, frame, built):
         index = int(evr.expectation_config.meta["rule_index"])
         if index == COLUMNS_PROBE:
             _exists_results(evr, exists or [], file_name, out)
@@ -617,6 +561,59 @@ def _run_gx(
             out[index] = _from_gx(rules[index], index, evr, file_name)
             if element_count is not None and out[index].element_count is not None:
                 out[index].element_count = element_count
+
+
+class _SharedFrame:
+    """Prepared columns of one table, each at the table's full length, run by GX together: one
+    Checkpoint run for many columns (GX's fixed cost per run is paid once) while the frame stays
+    under ``cells`` values (rows x columns)."""
+
+    def __init__(
+        self, runner: _GxRunner, table: str, file_name: str, out: dict[int, RuleResult], cells: int
+    ) -> None:
+        self.runner = runner
+        self.table = table
+        self.file_name = file_name
+        self.out = out
+        self.cells = cells
+        self.columns: dict[str, pd.Series] = {}
+        self.items: list[tuple[int, Expectation, Expectation, dict[str, Any]]] = []
+
+    def fits(self, rows: int) -> bool:
+        """Whether two columns of this length fit: one alone gains nothing from sharing."""
+        return 2 * rows <= self.cells
+
+    def add(
+        self,
+        column: str,
+        values: pa.ChunkedArray,
+        items: list[tuple[int, Expectation, Expectation, dict[str, Any]]],
+    ) -> bool:
+        """Queue the column (False, nothing queued, when it alone exceeds the frame's size)."""
+        rows = len(values)
+        if not self.fits(rows):
+            return False
+        if column in self.columns or (len(self.columns) + 1) * rows > self.cells:
+            self.run()
+        self.columns[column] = checks.to_series(values)
+        self.items.extend(items)
+        return True
+
+    def run(self) -> None:
+        if self.columns:
+            frame = pd.DataFrame(self.columns, copy=False)
+            _run_gx(self.runner, self.table, frame, self.items, self.file_name, self.out)
+            self.columns, self.items = {}, []
+
+
+def _at_rows(values: pa.ChunkedArray, present_rows: pa.ChunkedArray | None) -> pa.ChunkedArray:
+    """A column's present values (prepared) put back at their rows, null at every other row:
+    GX then leaves out exactly the rows the present values left out."""
+    if present_rows is None:
+        return values
+    mask = pc.fill_null(present_rows, False).to_numpy(zero_copy_only=False)
+    rank = np.cumsum(mask) - 1
+    return values.take(pa.array(rank, mask=~mask))
 
 
 COLUMNS_PROBE = -1  # rule_index of the one columns expectation that answers every exists rule
@@ -650,16 +647,21 @@ def _validate_part(
     sample_size: int | None,
     data: pa.Table | None = None,
 ) -> _Part:
-    """Validate the rules of ``columns`` (and the table-level rules when asked) with GX."""
+    """Validate the rules of ``columns`` (and the table-level rules when asked) with GX, and
+    count the rows its quarantining rules would send to quarantine."""
     started = time.perf_counter()
     part = _Part(layout.table)
+    token = _COLUMN_OBSERVER.set(None)
     try:
+        counter = _quarantine_counter(settings, layout, rule_file, columns, table_rules)
+        if counter is not None:
+            _COLUMN_OBSERVER.set(counter.offer)
         _validate_part_inner(
             settings, layout, rule_file, columns, table_rules, sample_size, data, part
         )
-        part.quarantined = _quarantined_part(
-            settings, layout, rule_file, columns, table_rules, sample_size, data
-        )
+        if counter is not None:
+            reader = _Reader(settings, layout, sample_size, data)
+            part.quarantined = np.packbits(counter.finish(reader._read, layout.columns))
     except AimsError as exc:
         part.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one table's crash must not stop the other tables
@@ -667,26 +669,25 @@ def _validate_part(
             f"table {layout.table}: validation failed with {type(exc).__name__}: {exc} -> "
             "report it with the rule file; the other tables were validated"
         )
+    finally:
+        _COLUMN_OBSERVER.reset(token)
     part.seconds = time.perf_counter() - started
     return part
 
 
-def _quarantined_part(
+def _quarantine_counter(
     settings: Settings,
     layout: _Layout,
     rule_file: RuleFile,
     columns: Sequence[str] | None,
     table_rules: bool,
-    sample_size: int | None,
-    data: pa.Table | None,
-) -> np.ndarray | None:
-    """Rows of this part's quarantining rules that break one (packed bits), or None.
+) -> RowsQuarantined | None:
+    """The count of rows quarantine would take, for this part's quarantining rules (None: none).
 
-    The part's rules are its columns' row rules, and its multicolumn rules when it holds the
-    table rules: every part of a table adds disjoint rules, and :func:`_assemble` ORs them into the
-    rows quarantine would take (:func:`quarantine.quarantined_by_rules`, ingestion's masks)."""
-    from .quarantine import quarantined_by_rules
-
+    A part's rules are its columns' row rules, and the multicolumn rules when it holds the table
+    rules: the parts of a table hold disjoint rules, and :func:`_assemble` ORs their rows. The
+    columns GX reads are offered to it as they are read (``_COLUMN_OBSERVER``); it reads only
+    what GX did not (a composite rule's columns)."""
     wanted = None if columns is None else set(columns)
     rules = [
         rule
@@ -706,17 +707,9 @@ def _quarantined_part(
                 references[rule.rule_id] = checks.reference_values(settings, *rule.reference)
             except AimsError:  # the rule fails in GX with this error; no rows to split by it
                 continue
-    reader = _Reader(settings, layout, sample_size, data)
-    mask, _ = quarantined_by_rules(
-        layout.table,
-        rules,
-        reader.column,
-        layout.columns,
-        layout.rows,
-        list(settings.null_placeholders),
-        references,
+    return RowsQuarantined(
+        layout.table, rules, layout.rows, list(settings.null_placeholders), references
     )
-    return np.packbits(mask)
 
 
 def _validate_part_inner(
@@ -767,6 +760,11 @@ def _validate_part_inner(
 
     presence: dict[str, pa.ChunkedArray] = {}
     reader = _Reader(settings, layout, sample_size, data)
+    # Prepared columns waiting for one GX run together: null-free ones (GX copies nothing), and
+    # on a small table the others at full length (GX then copies the small frame per rule).
+    complete = _SharedFrame(runner, layout.table, file_name, part.results, SHARED_FRAME_CELLS)
+    padded = _SharedFrame(runner, layout.table, file_name, part.results, PADDED_FRAME_CELLS)
+
     for column in [c for c in layout.columns if c in by_column]:
         raw = reader.column(column)
         rows = len(raw)
@@ -792,16 +790,24 @@ def _validate_part_inner(
                 groups[form].append((index, rule, gx_rule, kwargs))
         for form, items in groups.items():
             prepared = checks.prepare_form(text, form)
+            if present_rows is None and not prepared.null_count:  # not a value left out
+                if complete.add(column, prepared, items):
+                    continue
+            elif padded.fits(rows):
+                padded.add(column, _at_rows(prepared, present_rows), items)
+                continue
             if prepared.null_count:  # text no number can be read from
                 prepared = prepared.drop_null()
             frame = pd.DataFrame({column: checks.to_series(prepared)}, copy=False)
-            _run_gx(runner, frame, items, file_name, part.results, element_count=rows)
+            _run_gx(runner, layout.table, frame, items, file_name, part.results, element_count=rows)
             del frame, prepared
         del text, present_rows
+    complete.run()
+    padded.run()
 
     if table_items:
         frame = _schema_frame(layout.columns, layout.rows, presence)
-        _run_gx(runner, frame, table_items, file_name, part.results, exists)
+        _run_gx(runner, layout.table, frame, table_items, file_name, part.results, exists)
     for index, rule in compound:
         try:
             gx_rule, kwargs = _gx_kwargs(settings, rule, None)
@@ -809,7 +815,9 @@ def _validate_part_inner(
         except AimsError as exc:
             part.results[index] = _failed(rule, index, str(exc))
             continue
-        _run_gx(runner, frame, [(index, rule, gx_rule, kwargs)], file_name, part.results)
+        _run_gx(
+            runner, layout.table, frame, [(index, rule, gx_rule, kwargs)], file_name, part.results
+        )
         del frame
 
 
@@ -1122,12 +1130,15 @@ def validate_tables(
     progress: bool = False,
     run_id: str | None = None,
     write: bool = True,
+    data_docs: bool | None = None,
 ) -> ValidationRun:
     """Validate every table that has a rule file or a Bronze file (or ``tables``), all rows.
 
     Writes ``settings.paths.results / validation_results.json`` and appends table, rule and
     column metrics to the state DB unless ``write=False``. ``sample_size`` (or
-    ``settings.sample_size``) limits rows per table only when given.
+    ``settings.sample_size``) limits rows per table only when given. ``data_docs`` (or
+    ``settings.data_docs``) also writes GX Data Docs of the validated tables to
+    ``outputs/data_docs`` (:func:`write_data_docs`).
     """
     started = time.perf_counter()
     run_id = run_id or state.new_run_id()
@@ -1213,7 +1224,30 @@ def validate_tables(
     if write:
         run.results_path = write_results(settings, run)
         record_metrics(settings, run)
+    if settings.data_docs if data_docs is None else data_docs:
+        rule_files = {layout.table: rule_file for layout, rule_file in jobs}
+        run.data_docs = write_data_docs(settings, run, rule_files)
     return run
+
+
+def write_data_docs(
+    settings: Settings, run: ValidationRun, rule_files: dict[str, RuleFile]
+) -> Path:
+    """GX Data Docs of the run's judged tables (PASSED/FAILED; an ERROR or SKIPPED table has no
+    rule results) in ``outputs/data_docs``, replaced each time; the path of its index.html."""
+    from .gx_run import build_data_docs
+
+    judged = {
+        table: (rule_files[table], result.rule_results, result.statistics)
+        for table, result in run.tables.items()
+        if result.status in ("PASSED", "FAILED") and table in rule_files
+    }
+    return build_data_docs(
+        settings.paths.outputs / DATA_DOCS_FOLDER,
+        judged,
+        run.run_id,
+        datetime.fromisoformat(run.timestamp),
+    )
 
 
 # --- outputs ------------------------------------------------------------------------------------

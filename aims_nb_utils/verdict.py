@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .rules import SEVERITIES, RuleFile
+from . import rule_kinds
+from .rules import SEVERITIES, Expectation, RuleFile
 
 GATE = "gate"
 QUARANTINE = "quarantine"
@@ -70,8 +71,8 @@ def fmt_pct(value: float, other: float) -> str:
     return f"{value:.6f}"
 
 
-def _observed(outcome: RuleOutcome) -> str:
-    """What was seen when a rule failed, in a few words."""
+def _observed(outcome: RuleOutcome, rule: Expectation | None = None) -> str:
+    """What was seen when a rule failed, in a few words (and what was expected, for a range)."""
     if outcome.error:
         return str(outcome.error)
     if outcome.unexpected_count is not None:
@@ -83,11 +84,18 @@ def _observed(outcome: RuleOutcome) -> str:
         )
         return f"{outcome.unexpected_count:,}{total} rows unexpected{pct}"
     if outcome.observed_value is not None:
-        return f"observed {outcome.observed_value}"
-    return "failed"
+        expected = ""
+        if rule is not None and rule_kinds.KINDS[rule.expectation_type].has_bounds:
+            expected = f", expected {rule_kinds.range_text(rule.kwargs)}"
+        elif rule is not None and "value" in rule.kwargs:
+            expected = f", expected {rule.kwargs['value']}"
+        return f"observed {outcome.observed_value}{expected}"
+    if outcome.expectation_type == "expect_column_to_exist" and outcome.column:
+        return f"column {outcome.column} is not in the data"
+    return "the rule is not met"
 
 
-def gate_reason(outcome: RuleOutcome) -> dict[str, Any]:
+def gate_reason(outcome: RuleOutcome, rule: Expectation | None = None) -> dict[str, Any]:
     """The record of a failed gating rule: which rule, which column, what was observed."""
     return {
         "kind": GATE,
@@ -98,7 +106,7 @@ def gate_reason(outcome: RuleOutcome) -> dict[str, Any]:
         "unexpected_percent": outcome.unexpected_percent,
         "observed_value": outcome.observed_value,
         "error": outcome.error,
-        "text": f"gating rule {outcome.rule_id} failed: {_observed(outcome)}",
+        "text": f"gating rule {outcome.rule_id} failed: {_observed(outcome, rule)}",
     }
 
 
@@ -143,7 +151,7 @@ def judge(
     for outcome in outcomes:
         index = outcome.rule_index
         if not outcome.success and 0 <= index < len(expectations) and expectations[index].gate:
-            reasons.append(gate_reason(outcome))
+            reasons.append(gate_reason(outcome, expectations[index]))
     if quarantine_rows is not None and rows:
         too_many = quarantine_reason(quarantine_rows, rows, max_quarantine_percent)
         if too_many is not None:

@@ -500,3 +500,86 @@ def test_free_text_and_floats_are_never_keys(tmp_path: Path) -> None:
     )
     profile = profile_table(settings, "notes")
     assert profile.keys == [["code"]]
+
+
+def test_codes_with_leading_zeros_stay_text_in_silver(tmp_path: Path) -> None:
+    """An all-text export of zip codes: '01234' is a code, an integer would make it 1234."""
+    from aims_nb_utils import storage
+    from aims_nb_utils.ingestion import ingest_tables
+    from aims_nb_utils.typing_rules import silver_types
+
+    rng = np.random.default_rng(21)
+    zips = [f"{z:05d}" for z in rng.integers(0, 99_999, 2_000)]
+    settings = _lake(
+        tmp_path,
+        {
+            "addresses": {
+                "address_id": pa.array([str(i) for i in range(2_000)]),
+                "zip": pa.array(zips),
+                "floor": pa.array([str(f) for f in rng.integers(0, 30, 2_000)]),
+            }
+        },
+    )
+    profile_tables(settings, max_workers=1)
+    rule_file = load_rule_file(settings.paths.rule_file("addresses"))
+    names = ["address_id", "zip", "floor"]
+    types = {t.column: t for t in silver_types("addresses", names, rule_file)}
+    assert types["zip"].kind == "string"
+    assert "leading zero" in types["zip"].source  # what silver-schema prints
+    assert types["floor"].kind == "integer" and types["address_id"].kind == "integer"
+    ingest_tables(settings, tables=["addresses"])
+    silver = storage.read_table(settings, "silver", "addresses")
+    assert silver.schema.field("zip").type == pa.string()
+    assert sorted(silver["zip"].to_pylist()) == sorted(zips)
+
+
+def test_digits_stored_as_text_beside_typed_numbers_stay_text(tmp_path: Path) -> None:
+    """A file that types its numbers (int64 keys) and stores street numbers as text chose text."""
+    rng = np.random.default_rng(22)
+    settings = _lake(
+        tmp_path,
+        {
+            "addresses": {
+                "address_sk": pa.array(np.arange(1, 1_001), pa.int64()),
+                "street_number": pa.array([str(n) for n in rng.integers(1, 1_000, 1_000)]),
+            }
+        },
+    )
+    profile = profile_table(settings, "addresses")
+    street = next(c for c in profile.columns if c.name == "street_number")
+    assert street.inferred_type == "text"
+    assert street.text_reason and "address_sk (int64)" in street.text_reason
+
+
+def test_usual_orphans_are_watched_by_the_verdict_not_quarantined(tmp_path: Path) -> None:
+    """nycflights13-like: 12 % of the children point at no parent, as the source always does."""
+    from aims_nb_utils import storage
+    from aims_nb_utils.ingestion import ingest_tables
+
+    rng = np.random.default_rng(23)
+    letters = np.array(list("ABCDEFGHJKLMNPRSTUVWXYZ"))
+    tails = {
+        f"N{n}{a}{b}"
+        for n, a, b in zip(rng.integers(100, 999, 900), *rng.choice(letters, (2, 900)), strict=True)
+    }
+    codes = sorted(tails)[:400]
+    unknown = sorted(tails)[400:460]  # tail numbers the planes table never listed
+    rows = 5_000
+    refs = rng.choice(codes, rows).astype(object)
+    orphan_rows = rng.random(rows) < 0.12
+    refs[orphan_rows] = rng.choice(unknown, int(orphan_rows.sum()))
+    settings = _lake(
+        tmp_path,
+        {
+            "planes": {"tailnum": pa.array(codes)},
+            "flights": {"flight_id": pa.array(np.arange(rows)), "tailnum": pa.array(list(refs))},
+        },
+    )
+    run = profile_tables(settings, max_workers=1)
+    assert run.foreign_keys == {("flights", "tailnum"): ("planes", "tailnum")}
+    rule = _reference_rule(settings, "flights", "tailnum")
+    assert rule.meta["quarantine"] is False
+    assert rule.meta["observed_orphan_rows"] == int(orphan_rows.sum())
+    assert "orphans are usual" in rule.meta["not_quarantined_because"]
+    ingest_tables(settings, tables=["flights"])
+    assert storage.count_rows(settings, "silver", "flights") == rows

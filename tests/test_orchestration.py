@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -405,11 +406,13 @@ def test_fabric_runner_builds_one_dag_in_phase_order_with_explicit_timeouts(home
         assert activity["dependencies"] == [previous["name"]]
     assert {a["timeoutPerCellInSeconds"] for a in dag["activities"]} == {1800}
     assert dag["timeoutInSeconds"] == 1800 * len(names)
+    run_config = settings.paths.runs / "20250101_000000_fab001" / "pipeline.yaml"
     assert dag["activities"][0]["args"] == {
         "aims_home": str(settings.paths.home),
         "run_id": "20250101_000000_fab001",
         "dq_threshold": 90,
         "run_monitoring": False,
+        "config_file": str(run_config),
     }
     assert run.result("monitoring").status == "skipped"
     assert all(run.result(n).metrics == {"ran": True} for n in names)
@@ -439,6 +442,122 @@ def test_fabric_failure_skips_or_resubmits_the_remaining_phases(
     assert run.status == "failed"
 
 
+def _declared(notebook: Path) -> tuple[str, set[str]]:
+    """The notebook's parameters cell and the names it assigns."""
+    cells = nbformat.read(notebook, as_version=4).cells
+    source = next(c.source for c in cells if "parameters" in c.metadata.get("tags", []))
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    return source, {k for k in namespace if not k.startswith("__")}
+
+
+def _child_settings(notebook: Path, injected: Mapping[str, Any], exported: Mapping[str, Any]):
+    """What the real phase notebook resolves: its parameters cell, the values the runner injects
+    (only the declared ones reach it), then its environment cell, with ``exported`` as the AIMS_*
+    variables of its kernel."""
+    source, declared = _declared(notebook)
+    cells = nbformat.read(notebook, as_version=4).cells
+    setup = next(c.source for c in cells if "setup_notebook(" in c.source)
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    namespace.update({k: v for k, v in injected.items() if k in declared})
+    with orch.exported_overrides(exported):
+        exec(setup, namespace)
+    return namespace["ctx"].settings
+
+
+def test_overrides_reach_every_runmultiple_child_exactly_as_under_papermill(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Notebook 00's overrides reach a papermill child as AIMS_* variables of its kernel; a
+    runMultiple child inherits no variable and gets only the parameters it declares (04 declares
+    no max_workers). Every child of the submitted DAG must resolve the settings a papermill child
+    resolves, with the run's pipeline.yaml under them kept."""
+    (home / "config").mkdir(parents=True)
+    (home / "config" / "pipeline.yaml").write_text("sample_size: 5000\ndrift_policy: quarantine\n")
+    overrides = {
+        "max_workers": 3,
+        "dq_threshold": 91.5,
+        "force_reprocess": True,
+        "null_placeholders": ["N/A", "-"],
+        "drift_row_count_threshold": 7.5,
+        "quarantine": str(home / "elsewhere" / "quarantine"),
+    }
+    settings = make_settings(home, **overrides)
+    stand_in = StandInNotebookutils(settings)
+    run = orch.run_pipeline(
+        settings,
+        run_id="20250101_000000_fab002",
+        overrides=overrides,
+        runner=orch.FabricRunner(stand_in),
+        reporter=QuietReporter(),
+    )
+    assert run.ok
+    dag = stand_in.calls[0][0]
+    tasks = {t.phase.name: t for t in orch.plan_tasks(settings, run.run_id, overrides)}
+    assert [a["name"] for a in dag["activities"]] == list(tasks)
+    for activity in dag["activities"]:
+        notebook = REPO / "notebooks" / f"{activity['path']}.ipynb"
+        fabric = _child_settings(notebook, activity["args"], exported={})
+        task = tasks[activity["name"]]
+        papermill = _child_settings(notebook, task.parameters, exported=task.overrides)
+        assert fabric.values == papermill.values, activity["name"]
+        assert fabric.paths == papermill.paths, activity["name"]
+        assert fabric.max_workers == 3 and fabric.dq_threshold == 91.5
+        assert fabric.null_placeholders == ["N/A", "-"] and fabric.force_reprocess is True
+        assert fabric.paths.quarantine == home / "elsewhere" / "quarantine"
+        assert fabric.sample_size == 5000 and fabric.drift_policy == "quarantine"  # the base file
+    capsys.readouterr()
+
+
+class ValidatingNotebookutils(StandInNotebookutils):
+    def __init__(self, settings, valid: bool | Exception) -> None:
+        super().__init__(settings)
+        self.valid = valid
+        self.order: list[str] = []
+
+    def validateDAG(self, dag: dict[str, Any]) -> bool:  # noqa: N802
+        self.order.append("validateDAG")
+        assert [a["name"] for a in dag["activities"]]  # the DAG that will be submitted
+        if isinstance(self.valid, Exception):
+            raise self.valid
+        return self.valid
+
+    def runMultiple(self, dag: dict[str, Any], config: dict[str, Any] | None = None):  # noqa: N802
+        self.order.append("runMultiple")
+        return super().runMultiple(dag, config)
+
+
+def test_the_dag_is_validated_before_it_is_submitted(home: Path) -> None:
+    settings = make_settings(home)
+    stand_in = ValidatingNotebookutils(settings, valid=True)
+    run = orch.run_pipeline(settings, runner=orch.FabricRunner(stand_in), reporter=QuietReporter())
+    assert run.ok and stand_in.order == ["validateDAG", "runMultiple"]
+
+
+@pytest.mark.parametrize(
+    "verdict", [False, RuntimeError("Notebook 04_AIMS_Schema_Reconciliation not found")]
+)
+def test_an_invalid_dag_is_never_submitted_and_fails_the_run_saying_why(
+    home: Path, verdict: Any
+) -> None:
+    settings = make_settings(home)
+    stand_in = ValidatingNotebookutils(settings, valid=verdict)
+    run = orch.run_pipeline(settings, runner=orch.FabricRunner(stand_in), reporter=QuietReporter())
+    assert stand_in.order == ["validateDAG"] and not stand_in.calls
+    assert run.status == "failed"
+    first = run.result("profiling")
+    assert first.status == "failed" and first.error["ename"] == "InvalidDAG"
+    assert "01_AIMS_Data_Profiling" in first.error["evalue"]
+    assert "import every phase notebook" in first.error["evalue"]
+    if isinstance(verdict, Exception):
+        assert "04_AIMS_Schema_Reconciliation not found" in first.error["evalue"]
+    later = [run.result(p.name) for p in orch.PHASES[1:]]
+    assert all(r.status == "skipped" and "profiling failed" in r.reason for r in later)
+    log = json.loads(run.log_path.read_text())
+    assert log["status"] == "failed"
+
+
 def test_make_runner_picks_fabric_only_inside_fabric(home: Path, notebooks: Path) -> None:
     write_phase_notebook(notebooks, orch.PHASES[0])
     settings = make_settings(home)
@@ -447,6 +566,20 @@ def test_make_runner_picks_fabric_only_inside_fabric(home: Path, notebooks: Path
     if "notebookutils" not in sys.modules:
         with pytest.raises(orch.OrchestrationError, match="only inside Fabric"):
             orch.make_runner(settings, engine="fabric")
+
+
+def test_the_papermill_runner_without_the_local_tools_says_what_to_install(
+    home: Path, notebooks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_phase_notebook(notebooks, orch.PHASES[0])
+    real_find_spec = orch.importlib.util.find_spec
+    monkeypatch.setattr(
+        orch.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "papermill" else real_find_spec(name, *a),
+    )
+    with pytest.raises(orch.OrchestrationError, match=r"aims-nb-utils\[local\]"):
+        orch.make_runner(make_settings(home), engine="papermill", notebooks_dir=notebooks)
 
 
 def test_widget_progress_shows_position_and_turns_red_on_failure(capsys) -> None:

@@ -41,17 +41,17 @@ def _home(tmp_path: Path) -> Settings:
 
 
 def _demo(rng: np.random.Generator, rows: int = ROWS, start: int = 0) -> dict[str, list]:
-    """A typical extract: an integer key, a status code, an amount stored as text, a typed
-    measure, a sparse note and calendar parts of the first half of a year."""
+    """A typical all-text extract (the AIMS export's shape): an integer key, a status code, two
+    measures, a sparse note and calendar parts of the first half of a year."""
     amounts = rng.uniform(10, 900, rows)
     return {
         "ID": [str(13_000_000 + start + i) for i in range(rows)],
         "STATUS": list(rng.choice(["Active", "Closed", "Proposed"], rows, p=[0.6, 0.3, 0.1])),
         "AMOUNT": [f"{v:.2f}" for v in amounts],
-        "WEIGHT": list(rng.uniform(1.0, 50.0, rows)),
+        "WEIGHT": [f"{v:.3f}" for v in rng.uniform(1.0, 50.0, rows)],
         "NOTE": [None if i % 3 else f"note {i}" for i in range(rows)],
-        "MONTH": list(rng.integers(1, 7, rows)),
-        "YEAR": [2024] * rows,
+        "MONTH": [str(v) for v in rng.integers(1, 7, rows)],
+        "YEAR": ["2024"] * rows,
     }
 
 
@@ -125,9 +125,9 @@ def test_a_second_half_of_the_year_passes_and_loses_no_row(tmp_path: Path) -> No
     _write(settings, _demo(rng))
     profile_tables(settings, max_workers=1)
     later = _demo(rng, start=ROWS)
-    later["MONTH"] = list(rng.integers(7, 13, ROWS))
+    later["MONTH"] = [str(v) for v in rng.integers(7, 13, ROWS)]
     later["AMOUNT"] = [f"{v:.2f}" for v in rng.uniform(10, 990, ROWS)]  # 10 % past the max
-    later["WEIGHT"] = list(rng.uniform(1.0, 60.0, ROWS))
+    later["WEIGHT"] = [f"{v:.3f}" for v in rng.uniform(1.0, 60.0, ROWS)]
     _write(settings, later)
     status, why = _verdict(settings)
     assert status == "PASSED", why

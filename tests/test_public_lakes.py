@@ -208,21 +208,6 @@ def _lakes(names: list[str]):
     return pytest.mark.parametrize("lake", names, indirect=True)
 
 
-# Known defects on TPC-DS, open in issue #10 (the session note lists them): text zip codes and
-# street numbers are typed int64 (leading zeros lost), and three bogus / two missed references.
-# Strict: the day they are fixed these tests pass and the marker must go.
-KNOWN_TPCDS_DEFECTS = {
-    "test_silver_keeps_the_source_types": "TPC-DS text zip/street-number columns typed int64",
-    "test_published_references_are_discovered": "TPC-DS: 2 references missed, 3 bogus",
-}
-
-
-def _expect_known_defect(request: pytest.FixtureRequest, lake: LakeRun) -> None:
-    reason = KNOWN_TPCDS_DEFECTS.get(request.node.originalname)
-    if lake.name == "tpcds" and reason:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=f"known, issue #10: {reason}"))
-
-
 def _problems(title: str, problems: list[str]) -> str:
     shown = "\n  ".join(problems[:40])
     more = f"\n  ... and {len(problems) - 40} more" if len(problems) > 40 else ""
@@ -332,8 +317,7 @@ def _is_bookkeeping(name: str) -> bool:
 
 
 @_lakes(TYPED)
-def test_silver_keeps_the_source_types(lake: LakeRun, request: pytest.FixtureRequest) -> None:
-    _expect_known_defect(request, lake)
+def test_silver_keeps_the_source_types(lake: LakeRun) -> None:
     settings = lake.settings
     problems = []
     for table in lake.tables():
@@ -447,8 +431,7 @@ def _fmt(ref: tuple[str, tuple[str, ...], str, tuple[str, ...]]) -> str:
 
 
 @_lakes(ALL)
-def test_published_references_are_discovered(lake: LakeRun, request: pytest.FixtureRequest) -> None:
-    _expect_known_defect(request, lake)
+def test_published_references_are_discovered(lake: LakeRun) -> None:
     found = _references(lake.rule_files())
     missing = sorted(_fmt(r) for r in _published(lake.spec) - found)
     assert not missing, _problems(f"{lake.name}: published foreign keys not discovered", missing)

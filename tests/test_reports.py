@@ -8,6 +8,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -468,3 +469,56 @@ def html_escape(text: str) -> str:
     import html
 
     return html.escape(text)
+
+
+def _with_verdict_reasons(results: dict) -> dict:
+    """RESULTS with the fields validation writes since issue 11 on some tables."""
+    results = json.loads(json.dumps(results))
+    gate = (
+        "gating rule expect_column_values_to_be_unique(ROUTEID) failed: 8 of 400 rows "
+        "unexpected (2.00%)"
+    )
+    share = "300 of 400 rows (75.0%) break a quarantining rule > max_quarantine_percent 50.0%"
+    routes = results["files"]["aims_routes"]
+    routes["threshold_failures"] = [gate, share, "critical: 50.0% < 95.0%"]
+    routes["failed_because"] = [
+        {"kind": "gate", "text": gate},
+        {"kind": "quarantine", "text": share},
+    ]
+    routes["quarantine_rows"], routes["quarantine_percent"] = 300, 75.0
+    results["files"]["aims_assets"].update(quarantine_rows=10, quarantine_percent=1.0)
+    # aims_sites keeps the older shape (no figure): it counts in neither total
+    return results
+
+
+def test_dashboard_says_why_each_table_failed_and_rows_quarantined(lake: Settings) -> None:
+    reports.results_path(lake).write_text(json.dumps(_with_verdict_reasons(RESULTS)))
+    report = reports.build_monitoring_report(lake, now=NOW)
+    o = report.overall
+    assert (o["quarantine_rows"], o["quarantine_rows_of"]) == (310, 1400)
+    assert o["quarantine_percent"] == pytest.approx(100 * 310 / 1400)
+    by_table = report.tables.set_index("table_name")
+    assert by_table.loc["aims_routes", "why_failed"].startswith(
+        "gating rule expect_column_values_to_be_unique(ROUTEID) failed"
+    )
+    assert pd.isna(by_table.loc["aims_assets", "why_failed"])  # PASSED: nothing to explain
+    page = reports.render_dashboard(report)
+    card = re.search(r'id="card-rows-quarantined">(.*?)</div></div>', page, re.S).group(1)
+    assert "310" in card and "22.1% of 1,400 rows" in card
+    section = re.search(r'<table class="dq" id="failed-tables">(.*?)</table>', page, re.S).group(1)
+    assert re.findall(r'data-table="([^"]+)"', section) == ["aims_routes"]
+    assert "<li>gating rule expect_column_values_to_be_unique(ROUTEID) failed" in section
+    assert "<li>300 of 400 rows (75.0%) break a quarantining rule" in section
+    assert "<li>critical: 50.0% &lt; 95.0%</li>" in section
+    assert "300 rows (75.0%)" in section
+
+
+def test_a_results_file_without_quarantine_figures_says_not_measured(lake: Settings) -> None:
+    report = reports.build_monitoring_report(lake, now=NOW)  # RESULTS predates the figures
+    assert report.overall["quarantine_rows"] is None
+    page = reports.render_dashboard(report)
+    card = re.search(r'id="card-rows-quarantined">(.*?)</div></div>', page, re.S).group(1)
+    assert "n/a" in card and "no verdict measured it" in card
+    # the failed table is still explained, from the legacy threshold_failures (none here)
+    section = re.search(r'id="failed-tables">(.*?)</table>', page, re.S).group(1)
+    assert 'data-table="aims_routes"' in section and "not measured" in section

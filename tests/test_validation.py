@@ -8,6 +8,8 @@ only twice here (profiled rules, then the 68 legacy rule files).
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -15,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import copy_home, make_settings
 
-from aims_nb_utils import checks, state
+from aims_nb_utils import checks, quarantine, state
 from aims_nb_utils.cli import main
 from aims_nb_utils.io import read_bronze
 from aims_nb_utils.rules import (
@@ -347,6 +349,51 @@ def test_all_68_legacy_rule_files_validate_without_errors(validated, reference_d
     assert rule_errors == []
     assert run.results_path is None  # write=False leaves the results file alone
 
+    # Legacy files have no gates; their share semantics are unchanged, and a table also fails
+    # when most of its rows would be quarantined (the issue's "100% quarantined under PASSED").
+    bound = settings.max_quarantine_percent
+    for table, result in run.tables.items():
+        if result.status not in ("PASSED", "FAILED"):
+            continue
+        kinds = [r["kind"] for r in result.failed_because]
+        assert "gate" not in kinds
+        assert ("quarantine" in kinds) == (result.quarantine_percent > bound), table
+        assert result.status == ("FAILED" if kinds else "PASSED")
+        rule_file = load_rule_file(legacy / f"{table}_validation.yml")
+        assert result.quarantine_rows == _rows_ingestion_quarantines(settings, rule_file), table
+    consents = run.tables["aims_assetconsents"]  # every CONSENTID breaks its length rule
+    assert consents.success_percentage > 90 and consents.quarantine_rows == consents.row_count
+    assert [r["kind"] for r in consents.failed_because] == ["quarantine"]
+
+
+def _rows_ingestion_quarantines(settings, rule_file: RuleFile) -> int:
+    """Rows breaking a quarantining rule of the file, by ingestion's own masks on all of Bronze."""
+    data = read_bronze(settings.paths.bronze, rule_file.table)
+    rules, _ = quarantine.row_rules(rule_file.table, rule_file, [], data.column_names)
+    references = {
+        r.rule_id: checks.reference_values(settings, *r.expectation.reference)
+        for r in rules
+        if r.expectation is not None and r.expectation.reference is not None
+    }
+    matrix = quarantine.evaluate(data, rules, list(settings.null_placeholders), references)
+    return int(matrix.any(axis=1).sum())
+
+
+def test_rows_quarantined_equal_ingestion_masks_for_generated_rules(validated) -> None:
+    settings, run, _ = validated
+    judged = {t: r for t, r in run.tables.items() if r.status in ("PASSED", "FAILED")}
+    assert judged
+    for table, result in judged.items():
+        rule_file = load_rule_file(settings.paths.rule_file(table))
+        assert result.quarantine_rows == _rows_ingestion_quarantines(settings, rule_file), table
+        assert result.quarantine_percent == pytest.approx(
+            100.0 * result.quarantine_rows / result.row_count
+        )
+    # the hand-written rules of EXTRA_TABLE quarantine rows; the results file carries the figure
+    assert judged[EXTRA_TABLE].quarantine_rows > 0
+    entry = json.loads(run.results_path.read_text())["files"][EXTRA_TABLE]
+    assert entry["quarantine_rows"] == judged[EXTRA_TABLE].quarantine_rows
+
 
 def test_cli_prints_a_summary_and_exits_by_outcome(
     validated, capsys: pytest.CaptureFixture[str]
@@ -385,3 +432,47 @@ def test_gx_is_left_as_found_after_validating(tmp_path: Path) -> None:
     result = validate_table(make_settings(tmp_path), "aims_verdict", rule_file=rule_file, data=data)
     assert [r.unexpected_count for r in result.rule_results] == [0, 1]
     assert GxExpectation.__dict__["configuration"] is before
+
+
+def _page_text(path: Path) -> str:
+    """An HTML page's visible text (scripts dropped), whitespace collapsed."""
+    import html
+    import re
+
+    text = re.sub(r"<script.*?</script>", " ", path.read_text(), flags=re.S)
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_data_docs_show_each_validated_table_with_its_rule_results(
+    validated, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings, run, _ = validated
+    tables = [EXTRA_TABLE, "aims_assets"]
+    args = ["validate-dq", "--home", str(settings.paths.home), "--tables", *tables]
+    assert main([*args, "--max-workers", "1", "--data-docs"]) == 0
+    out = capsys.readouterr().out
+    index = settings.paths.outputs / "data_docs" / "index.html"
+    assert f"data docs: {index}" in out
+    # offline (no CDN scripts) the index still links every table of this run, and nothing else
+    static = re.sub(r"<script.*?</script>", " ", index.read_text(), flags=re.S)
+    links = re.findall(r'href="(validations/[^"]+)"', static)
+    assert {link.split("/")[1] for link in links} == set(tables)
+    assert all((index.parent / link).is_file() for link in links)
+    for table in tables:
+        result = run.tables[table]
+        (page,) = (settings.paths.outputs / "data_docs" / "validations" / table).rglob("*.html")
+        text = _page_text(page)
+        statistics = result.statistics
+        assert f"Evaluated Expectations {statistics['evaluated_expectations']}" in text
+        assert f"Unsuccessful Expectations {statistics['unsuccessful_expectations']}" in text
+        assert ("Status: Failed" in text) == (statistics["unsuccessful_expectations"] > 0)
+    assert run.tables[EXTRA_TABLE].statistics["unsuccessful_expectations"] > 0
+    assert "NOT_IN_FILE" in _page_text(
+        next((settings.paths.outputs / "data_docs" / "validations" / EXTRA_TABLE).rglob("*.html"))
+    )
+    # the setting does the same as the flag; without either, no Data Docs are written
+    shutil.rmtree(settings.paths.outputs / "data_docs")
+    assert main([*args[:-1], "--set", "data_docs=false"]) == 0
+    assert not index.exists() and "data docs:" not in capsys.readouterr().out
+    assert main([*args[:-1], "--set", "data_docs=true"]) == 0
+    assert index.is_file()

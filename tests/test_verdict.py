@@ -106,7 +106,29 @@ def test_a_gating_table_rule_names_what_was_observed(tmp_path: Path) -> None:
     assert result.success_percentage == pytest.approx(100 * 20 / 21)
     assert result.status == "FAILED"
     assert result.failed_because[0]["rule"] == "expect_column_to_exist(K)"
-    assert result.threshold_failures[0].startswith("gating rule expect_column_to_exist(K) failed")
+    assert result.threshold_failures == [
+        "gating rule expect_column_to_exist(K) failed: column K is not in the data"
+    ]
+
+
+def test_a_gating_row_count_says_what_it_saw_and_expected(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    data = _keyed_table(rows=10, duplicated=0)
+    rules = [
+        Expectation(
+            "expect_table_row_count_to_be_between",
+            {"min_value": 100, "max_value": 1000},
+            {"gate": True},
+        )
+    ]
+    rules += [Expectation(NOT_NULL, {"column": f"C{c}"}, {}) for c in range(20)]
+    result = validate_table(
+        settings, "aims_keyed", rule_file=RuleFile("aims_keyed", rules), data=data
+    )
+    assert result.success_percentage == pytest.approx(100 * 20 / 21)
+    assert result.threshold_failures == [
+        "gating rule expect_table_row_count_to_be_between failed: observed 10, expected 100-1000"
+    ]
 
 
 def test_meta_gate_must_be_true_or_false(tmp_path: Path) -> None:
@@ -178,7 +200,7 @@ def test_a_table_losing_most_rows_to_quarantine_fails_with_that_reason(tmp_path:
     assert result.quarantine_percent == pytest.approx(80.0)
     assert result.status == "FAILED"
     assert [r["kind"] for r in result.failed_because] == ["quarantine"]
-    text = "160 of 200 rows (80.0%) break a quarantining rule > max_quarantine_percent 50.0%"
+    text = "160 of 200 rows (80.0%) break a quarantining rule > max_quarantine_percent 20.0%"
     assert result.threshold_failures == [text]
 
     document = json.loads(run.results_path.read_text())
@@ -187,7 +209,7 @@ def test_a_table_losing_most_rows_to_quarantine_fails_with_that_reason(tmp_path:
     assert entry["quarantine_rows"] == 160 and entry["quarantine_percent"] == pytest.approx(80.0)
     assert entry["failed_because"][0]["kind"] == "quarantine"
     assert entry["threshold_failures"] == [text]
-    assert document["max_quarantine_percent"] == 50.0
+    assert document["max_quarantine_percent"] == 20.0
 
     from aims_nb_utils.reports import build_monitoring_report, render_dashboard
 
@@ -203,12 +225,15 @@ def test_a_table_losing_most_rows_to_quarantine_fails_with_that_reason(tmp_path:
 
 
 def test_max_quarantine_percent_is_a_setting(tmp_path: Path) -> None:
-    settings, _ = _sentinel_lake(tmp_path / "home", 0.3)
-    assert validate_tables(settings, max_workers=1).tables["aims_sentinel"].status == "PASSED"
-    strict = make_settings(tmp_path / "home", max_quarantine_percent=20)
+    settings, _ = _sentinel_lake(tmp_path / "home", 0.2)
+    assert settings.max_quarantine_percent == 20.0
+    at_bound = validate_tables(settings, max_workers=1).tables["aims_sentinel"]
+    assert at_bound.quarantine_percent == pytest.approx(20.0)
+    assert at_bound.status == "PASSED"  # a table fails above the bound, not at it
+    strict = make_settings(tmp_path / "home", max_quarantine_percent=10)
     result = validate_tables(strict, max_workers=1).tables["aims_sentinel"]
     assert result.status == "FAILED"
-    assert result.failed_because[0]["max_quarantine_percent"] == 20.0
+    assert result.failed_because[0]["max_quarantine_percent"] == 10.0
     settings_100, _ = _sentinel_lake(tmp_path / "home100", 0.9)
     assert validate_tables(settings_100, max_workers=1).tables["aims_sentinel"].status == "FAILED"
     off = make_settings(tmp_path / "home100", max_quarantine_percent=100)
@@ -365,4 +390,31 @@ def test_quarantine_reasons_and_scopes_come_from_the_records() -> None:
         == rule_kinds.KINDS[in_set.expectation_type]
         .mask(pc.cast(data.column("S"), pa.string()), in_set, None, None)
         .tolist()
+    )
+
+
+def test_ingestion_never_loads_a_table_that_loses_most_rows_under_passed(tmp_path: Path) -> None:
+    """The issue's other half: a table whose rows mostly break a quarantining rule used to be
+    PASSED and loaded with most rows in quarantine. Now its verdict fails and the drop is handled
+    as a failed table; changing max_quarantine_percent re-judges an unchanged table."""
+    from aims_nb_utils.ingestion import ingest_tables
+
+    home = tmp_path / "home"
+    _sentinel_lake(home, 0.8)
+    lenient = make_settings(home, max_quarantine_percent=100)
+    before = ingest_tables(lenient).tables["aims_sentinel"]
+    assert (before.verdict, before.status) == ("PASSED", "loaded")
+    assert (before.rows_silver, before.rows_quarantined) == (40, 160)  # what the issue saw
+
+    run = ingest_tables(make_settings(home))  # default 50 %: same data, another verdict
+    after = run.tables["aims_sentinel"]
+    assert after.verdict == "FAILED" and after.status == "not_promoted"
+    assert after.rows_silver == 0 and after.rows_quarantined == 200
+    from aims_nb_utils import storage
+
+    quarantined = storage.read_table(make_settings(home), "quarantine", "aims_sentinel")
+    reasons = quarantined.column("_dq_reason")
+    assert quarantined.num_rows == 200
+    assert all(
+        "160 of 200 rows (80.0%) break a quarantining rule" in r for r in reasons.to_pylist()
     )
