@@ -430,6 +430,24 @@ def _profile_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also replace rule files a person edited (each is first copied to <file>.bak-<time>)",
     )
+    p.add_argument(
+        "--history",
+        type=_drops,
+        default=1,
+        metavar="N",
+        help="calibrate value sets, ranges and null rates from the last N Bronze drops profiled "
+        "(their statistics are kept in the state database; default 1: this drop alone)",
+    )
+
+
+def _drops(raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number of drops") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} drops: give 1 or more")
+    return value
 
 
 @command(
@@ -451,6 +469,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         max_workers=args.max_workers,
         progress=sys.stderr.isatty(),
         run_id=args.run_id,
+        history=args.history,
     )
     print_table(summary_rows(run), ["table", "rows", "columns", "rules", "outcome", "file"])
     print(

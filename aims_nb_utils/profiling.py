@@ -15,17 +15,48 @@ How rules are calibrated (what a reviewer can rely on)
   always passes, and a drop that is ``null_tolerance`` points worse fails. With tolerance 0 a rule
   that held on every row gets no ``mostly`` (strict); with the default tolerance of 2 it gets
   0.98. A rule whose ``mostly`` would be 0 or less (a not-null rule on a column null on nearly
-  every row) is not written: it could never fail.
+  every row) is not written: it could never fail. Exceptions, because what was observed says
+  more: the row identity's uniqueness (and a composite row identity's) is strict when it held
+  on every row and otherwise tolerates twice the duplicate share seen; a sparse column's
+  not-null rule tolerates its worst drop's null share half again (at least the tolerance).
+* Gates (``meta.gate: true``, see docs/architecture.md "Verdicts": a failed gate fails the
+  table) are the rules whose failure means the table cannot be trusted: the row count below
+  ``ROW_COLLAPSE_SHARE`` (10 %) of the fewest rows profiled, every column's existence (a
+  dropped or renamed column), the row identity's uniqueness (when declared in
+  ``table_keys`` or no coincidence: chance would give ``GATE_KEY_CHANCE_MIN`` duplicate
+  pairs among values drawn from its value space), the not-null rule of a column
+  (almost) complete in every profiled drop (the key's completeness, a complete column gone
+  null past the tolerance), and a text column's type rule. Value sets, ranges and references
+  gate too, at their ``mostly``: a few rows with a new code, a sentinel or an orphan are
+  quarantined and the table passes; a significant share (past the tolerance) fails it. Lengths,
+  the column count and sparse columns' not-null rules keep the share-based verdict.
 * ``meta.quarantine`` is true where a broken rule means a defective row. Not-null rules quarantine
-  only when the column was below 1 % null when profiled; a genuinely sparse column keeps its rows.
-* Learned bounds ignore injected-looking outliers. A category value seen in far fewer rows than
-  the others is left out of the value set and listed in ``meta.observed_excluded_values`` for
-  review: under 0.1 % of the non-null rows of a column with at least 1,000 of them, 20 times
-  rarer than the rarest ordinary value, or not in the published spec's value set and under
-  1 % (see ``rare_values``). A text length more than twice the 99th percentile length (of at
-  least 200 values) is left out of the length bound. Both show up in the rule's ``mostly``.
+  only when the column was complete in every profiled drop, or below 1 % null and published as
+  never null (the AIMS spec); nulls seen in real data are data. Likewise a reference seen with
+  orphans keeps its orphan rows (a partial parent list), unless the spec publishes the column
+  as a reference and they are under 1 %.
+* Value sets only for genuinely categorical columns (``_value_set_rule``): at most 50 values
+  with, on average and at the median, at least 5 rows each; not a calendar part (a column named
+  month/day/hour/quarter/week/year..., see ``CALENDAR_PARTS``: it gets its domain, e.g. 1-12,
+  or for a year a range with a margin); not a single value unless the published spec says so
+  or several drops held it. A rare value is not a defect because it is rare: it is left out of
+  the set only with evidence, recorded in ``meta.observed_excluded_values`` and
+  ``meta.exclusion_evidence`` (see ``excluded_values``: not in the published spec, a
+  whitespace/case variant of a common value, breaking the common values' type or characters,
+  far longer). A text length more than twice the 99th percentile length (of at least 200
+  values) is left out of the length bound. Both show up in the rule's ``mostly``.
+* Ranges (``_range_rule``) are learned from the bulk of the values: an extreme outlier (past a
+  gap over 3 times the 1st-99th percentile spread, at most 0.5 % of the rows, see
+  ``_range_figures``) is left out and listed in ``meta.observed_outliers``. The bounds reach one
+  observed span (or half the magnitude) past both ends, never across zero when no value did:
+  a growing measure slightly past its old maximum is normal, a sentinel (99999), a sign flip or
+  a unit error is far outside. ``meta.observed_min/max`` keep what was seen.
 * A column with a value set gets no range rule, nor a length rule when every allowed value is
   within the length bound: they could only flag rows the set flags already.
+* History (``profile --history N``): every drop profiled on all rows has its column statistics
+  recorded in the state database (``state.record_drop_statistics``, one row per drop: file size
+  and time); with N > 1 the value sets, ranges, null tolerances and the row-count floor are
+  calibrated on this drop and the N-1 drops recorded before it (``merge_history``).
 * Types: a typed column (int64, decimal, date32, timestamp, bool: a newer export) is profiled
   on its typed values and gets no inferred type and no type-conformance rule: the file says
   what it is. A text-stored column whose non-null values match ``rules.TYPE_PATTERNS[t]`` for
@@ -84,6 +115,7 @@ import multiprocessing
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
@@ -96,7 +128,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from . import checks
+from . import checks, rule_kinds
 from .engine import get_engine, is_arrow
 from .errors import AimsError, BronzeReadError, RuleFileError
 from .io import list_bronze_tables, read_bronze, validate_table_name
@@ -151,6 +183,15 @@ GAP_SHARE = 0.005  # in any column: a value in at most 0.5 % of the rows ...
 GAP_FACTOR = 20  # ... and 20x rarer than the rarest ordinary value is likely a defect
 UNPUBLISHED_SHARE = 0.01  # a value the published spec does not list, in < 1 % of the rows
 OUTLIER_MIN_VALUES = 200  # fewer values than this say too little about a length distribution
+OUTLIER_GAP_SPREADS = 3.0  # an extreme outlier sits past a gap this many 1-99 % spreads wide
+OUTLIER_MAX_SHARE = 0.005  # ... and such values are at most 0.5 % of the rows (else a mode)
+OUTLIER_EXAMPLES = 5  # outlying values quoted in meta
+RANGE_MARGIN_SPANS = 1.0  # a learned range reaches this many observed spans past its ends ...
+RANGE_MARGIN_MAGNITUDE = 0.5  # ... or this share of the values' magnitude (a constant year)
+ROW_COLLAPSE_SHARE = 0.1  # a drop with under 10 % of the fewest rows profiled has collapsed
+GATE_KEY_CHANCE_MIN = 4.0  # a row identity gates when chance would give 4+ duplicate pairs
+KEY_DUPLICATE_FACTOR = 2.0  # a key tolerates up to twice the duplicate share it was seen with
+SPARSE_NULL_VARIATION = 0.5  # a sparse column tolerates half again its null share (or more)
 CATEGORY_MAX_VALUES = 50  # most distinct values an in-set rule lists
 CATEGORY_MIN_ROWS_PER_VALUE = 5  # a value set needs on average this many rows per value
 VALUE_COUNTS_MAX = 200  # keep the full value counts of columns with at most this many values
@@ -220,6 +261,16 @@ class ColumnProfile:
     text_reason: str | None = None
     temporal_min: str | None = None  # range of a typed date/timestamp column, as ISO text
     temporal_max: str | None = None
+    # Numbers without their extreme outliers (``_range_figures``): the bulk a range is learned
+    # from, its 1st-99th percentile spread, and what was left out (with its evidence).
+    range_low: float | None = None
+    range_high: float | None = None
+    range_spread: float | None = None
+    range_outliers: dict[str, Any] | None = None
+    # Calibration from more than one drop (``profile --history N``, see ``merge_history``):
+    # drops merged, and the worst null share any of them had.
+    drops: int = 1
+    null_percent_max: float | None = None
     text_values: pa.Array | None = field(default=None, repr=False, compare=False)
     text_counts: np.ndarray | None = field(default=None, repr=False, compare=False)
     canonical_ids: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -283,6 +334,8 @@ class TableProfile:
     keys: list[list[str]] = field(default_factory=list)
     unique_columns: list[str] = field(default_factory=list)
     key_duplicates: dict[str, int] = field(default_factory=dict)  # composite key -> dup rows
+    drops: int = 1  # drops the rules are calibrated on (``profile --history N``)
+    rows_min: int | None = None  # fewest rows any of those drops had
 
     def column(self, name: str) -> ColumnProfile:
         for col in self.columns:
@@ -883,6 +936,7 @@ def _profile_typed(name: str, column: pa.ChunkedArray) -> ColumnProfile | None:
         profile.distinct_count = int(ids.size)
         profile.duplicate_rows = int(counts[counts > 1].sum())
         profile.numeric_min, profile.numeric_max = float(ids[0]), float(ids[-1])
+        _range_figures(profile, ids.astype(float), counts)
         if ids.size <= VALUE_COUNTS_MAX:
             _set_value_counts(profile, [str(v) for v in ids.tolist()], counts)
     elif kind == "boolean":
@@ -894,6 +948,7 @@ def _profile_typed(name: str, column: pa.ChunkedArray) -> ColumnProfile | None:
     elif kind == "decimal":
         floats = _to_float(present)
         profile.numeric_min, profile.numeric_max = float(floats.min()), float(floats.max())
+        _range_figures(profile, floats, None)
     else:
         profile.distinct_count = int(pc.count_distinct(present).as_py())
         low, high = pc.min_max(present).values()
@@ -912,6 +967,7 @@ def _numeric_figures(profile: ColumnProfile, values: _Values, conform: np.ndarra
     floats = _to_float(selected)
     if floats.size:
         profile.numeric_min, profile.numeric_max = float(floats.min()), float(floats.max())
+        _range_figures(profile, floats, weights)
     if profile.inferred_type != "integer":
         return
     ints = _canonical_ints(floats, selected)
@@ -933,6 +989,80 @@ def _numeric_figures(profile: ColumnProfile, values: _Values, conform: np.ndarra
             profile.nonconforming_rows = values.total - matched_rows
             profile.type_conformance = _percent(matched_rows, values.total)
             profile.numeric_min = profile.numeric_max = None
+
+
+def _weighted_quantiles(
+    ordered: np.ndarray, counts: np.ndarray, shares: Sequence[float]
+) -> list[float]:
+    """Quantiles of sorted distinct values with their row counts (the lower value at a tie)."""
+    cumulative = np.cumsum(counts)
+    total = cumulative[-1]
+    return [
+        float(ordered[min(np.searchsorted(cumulative, q * total), ordered.size - 1)])
+        for q in shares
+    ]
+
+
+def _range_figures(profile: ColumnProfile, floats: np.ndarray, weights: np.ndarray | None) -> None:
+    """The bulk of a number column and its extreme outliers, with the evidence for each.
+
+    A value is left out of the learned range only when it is separated from the rest by a gap
+    wider than ``OUTLIER_GAP_SPREADS`` times the column's 1st-99th percentile spread, lies that
+    far past the percentile, and such values are at most ``OUTLIER_MAX_SHARE`` of the rows: a
+    sentinel (99999 above amounts under 5,000; a wind speed of 1,048 mph among winds under 30),
+    not the long tail of a skewed measure (delays of 1,301 minutes after 1,137 and 1,126 are
+    kept) nor a remote real place (a longitude of +144 among -160..-68). Columns with fewer
+    than ``OUTLIER_MIN_VALUES`` values, or no spread, keep everything.
+    """
+    if floats.size == 0:
+        return
+    if weights is None:
+        ordered, counts = np.unique(floats, return_counts=True)
+    else:
+        order = np.argsort(floats, kind="stable")
+        sorted_values = floats[order]
+        starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_values)) + 1))
+        ordered = sorted_values[starts]
+        counts = np.add.reduceat(np.asarray(weights, dtype=np.int64)[order], starts)
+    total = int(counts.sum())
+    low_q, high_q = _weighted_quantiles(ordered, counts, (0.01, 0.99))
+    spread = high_q - low_q
+    profile.range_low, profile.range_high = float(ordered[0]), float(ordered[-1])
+    profile.range_spread = float(spread)
+    if total < OUTLIER_MIN_VALUES or spread <= 0:
+        return
+    gaps = np.diff(ordered)
+    wide = gaps > spread * OUTLIER_GAP_SPREADS
+    found: dict[str, Any] = {}
+    # above: the first wide gap past the 99th percentile + spread starts the outliers
+    above = np.flatnonzero(wide & (ordered[1:] > high_q + spread * OUTLIER_GAP_SPREADS))
+    if above.size:
+        start = int(above[0]) + 1
+        rows = int(counts[start:].sum())
+        if rows <= OUTLIER_MAX_SHARE * total:
+            profile.range_high = float(ordered[start - 1])
+            found["above"] = {
+                "rows": rows,
+                "values": [_number(v) for v in ordered[start:][:OUTLIER_EXAMPLES].tolist()],
+                "kept_max": _number(profile.range_high),
+            }
+    below = np.flatnonzero(wide & (ordered[:-1] < low_q - spread * OUTLIER_GAP_SPREADS))
+    if below.size:
+        stop = int(below[-1]) + 1
+        rows = int(counts[:stop].sum())
+        if rows <= OUTLIER_MAX_SHARE * total:
+            profile.range_low = float(ordered[stop])
+            found["below"] = {
+                "rows": rows,
+                "values": [_number(v) for v in ordered[:stop][-OUTLIER_EXAMPLES:].tolist()],
+                "kept_min": _number(profile.range_low),
+            }
+    if found:
+        found["evidence"] = (
+            f"separated from the other values by a gap over {OUTLIER_GAP_SPREADS:g} times their "
+            f"1st-99th percentile spread ({_number(round(spread, 6))})"
+        )
+        profile.range_outliers = found
 
 
 def _is_flag(ids: np.ndarray) -> bool:
@@ -1583,6 +1713,7 @@ def _rule(
     dimension: str,
     quarantine: bool | None = None,
     mostly: float | None = None,
+    gate: bool = False,
     **observed: Any,
 ) -> Expectation:
     kwargs = dict(kwargs)
@@ -1595,6 +1726,10 @@ def _rule(
     }
     if quarantine is not None:
         meta["quarantine"] = quarantine
+    if gate:
+        if not rule_kinds.rule_kind(etype).profiling_may_gate:
+            raise ValueError(f"profiling may not gate {etype} (rule_kinds.profiling_may_gate)")
+        meta["gate"] = True
     meta[GENERATED_MARKER] = GENERATOR_NAME
     meta.update({k: v for k, v in observed.items() if v is not None})
     return Expectation(etype, kwargs, meta)
@@ -1607,42 +1742,131 @@ def _number(value: float | None) -> int | float | None:
     return int(value) if float(value).is_integer() and abs(value) < _NUMERIC_EXACT else float(value)
 
 
+CALENDAR_PARTS = {  # name token -> the part's domain: a calendar part is ordinal, never a set
+    "month": (1, 12),
+    "moy": (1, 12),
+    "quarter": (1, 4),
+    "qoy": (1, 4),
+    "qtr": (1, 4),
+    "day": (1, 31),
+    "dom": (1, 31),
+    "dow": (0, 7),
+    "weekday": (0, 7),
+    "doy": (1, 366),
+    "week": (0, 53),
+    "woy": (0, 53),
+    "hour": (0, 23),
+    "minute": (0, 59),
+    "second": (0, 60),
+    "year": None,  # no fixed domain: a range with a margin
+    "yr": None,
+}
+
+
+def _name_parts(name: str) -> list[str]:
+    """'d_moy' -> ['d', 'moy'], 'dayOfWeek' -> ['day', 'of', 'week'], 'MONTH' -> ['month']."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
+    return [t for t in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if t]
+
+
+def calendar_part(col: ColumnProfile) -> tuple[str, tuple[int, int] | None] | None:
+    """(part, its domain) for an integer column named as a calendar part whose values fit it."""
+    if col.inferred_type != "integer":
+        return None
+    for token in _name_parts(col.name):
+        if token in CALENDAR_PARTS:
+            domain = CALENDAR_PARTS[token]
+            low, high = col.numeric_min, col.numeric_max
+            if domain is None or low is None or high is None:
+                return token, domain
+            if domain[0] <= low and high <= domain[1]:
+                return token, domain
+    return None
+
+
+def _char_classes(value: str) -> set[str]:
+    classes = set()
+    for char in value:
+        if char.isupper():
+            classes.add("upper")
+        elif char.islower():
+            classes.add("lower")
+        elif char.isdigit():
+            classes.add("digit")
+        elif char.isspace():
+            classes.add("space")
+        else:
+            classes.add("symbol")
+    return classes
+
+
+def _normal(value: str) -> str:
+    return " ".join(str(value).split()).casefold()
+
+
+def excluded_values(
+    value_counts: list[tuple[str, int]],
+    nonnull: int,
+    published: Sequence[str] | None = None,
+) -> dict[str, tuple[int, str]]:
+    """Values of a category column shown to be wrong, each with its row count and the evidence.
+
+    A value is never left out for being rare alone (a real code used by 0.01 % of the rows, a
+    few dozen records of a rare make are data). Only a value in under 1 % of the non-null rows
+    is a candidate, and it is left out only when
+
+    * the published spec lists the column's values and not this one ('7.0' is the listed '7');
+    * it is a whitespace or case variant of a common value ('active ' next to 'Active');
+    * every common value is an integer, decimal or date and it is not ('n/a' among numbers);
+    * its characters share no class (upper, lower, digit, space, symbol) with any common value
+      ('??' among 'EWR'/'JFK', 'INVALID' among 'a'/'b');
+    * it is more than twice as long as the longest common value (a pasted text among codes).
+
+    Common values are those in at least 1 % of the non-null rows.
+    """
+    if not value_counts or nonnull <= 0:
+        return {}
+    cutoff = UNPUBLISHED_SHARE * nonnull
+    common = [str(v) for v, c in value_counts if c >= cutoff]
+    candidates = [(str(v), c) for v, c in value_counts if c < cutoff]
+    if not candidates:
+        return {}
+    listed = {checks.canonical_id_text(v) for v in published} if published else None
+    normal_common = {_normal(v): v for v in common}
+    common_classes: set[str] = set()
+    for v in common:
+        common_classes |= _char_classes(v)
+    common_types = [
+        t
+        for t in ("integer", "decimal", "date")
+        if common and all(re.fullmatch(TYPE_PATTERNS[t], v) for v in common)
+    ]
+    longest = max((len(v) for v in common), default=0)
+    found: dict[str, tuple[int, str]] = {}
+    for value, count in candidates:
+        why = None
+        if listed is not None and checks.canonical_id_text(value) not in listed:
+            why = "not in the published value set"
+        elif _normal(value) in normal_common and normal_common[_normal(value)] != value:
+            why = f"a whitespace/case variant of {normal_common[_normal(value)]!r}"
+        elif common_types and not re.fullmatch(TYPE_PATTERNS[common_types[0]], value):
+            why = f"not a valid {common_types[0]}, unlike every common value"
+        elif common and not (_char_classes(value) & common_classes):
+            why = "its characters are unlike every common value's"
+        elif common and longest and len(value) > 2 * longest:
+            why = f"longer than twice the longest common value ({longest})"
+        if why is not None:
+            found[value] = (int(count), why)
+    return found
+
+
 def rare_values(
     value_counts: list[tuple[str, int]],
     nonnull: int,
     published: Sequence[str] | None = None,
 ) -> dict[str, int]:
-    """Values of a category column that look like defects rather than categories.
-
-    All three rules are about a value seen in far fewer rows than the others:
-
-    * with at least 1,000 non-null rows, a value in fewer than 0.1 % of them;
-    * in any column, a value in at most 0.5 % of the rows that is also 20 times rarer than the
-      rarest ordinary value ('INVALID' once among 800 rows of four common values), while a
-      natural long tail (1, 3, 10 rows) has no such gap and is kept;
-    * when the published spec lists the column's values (``published``), a value it does not
-      list that is in fewer than 1 % of the rows: in a 150-row column, 'INVALID' once next to a
-      published value seen 4 times is told apart only by the spec. A common unlisted value (a
-      category added since publication) is kept.
-    """
-    rare = {v: c for v, c in value_counts if nonnull >= RARE_MIN_ROWS and c < RARE_SHARE * nonnull}
-    candidates = {v: c for v, c in value_counts if v not in rare and c <= GAP_SHARE * nonnull}
-    ordinary = [c for v, c in value_counts if v not in rare and v not in candidates]
-    if ordinary:
-        floor = min(ordinary)
-        rare.update({v: c for v, c in candidates.items() if c * GAP_FACTOR <= floor})
-    if published:
-        listed = {checks.canonical_id_text(v) for v in published}
-        rare.update(
-            {
-                v: c
-                for v, c in value_counts
-                if v not in rare
-                and checks.canonical_id_text(v) not in listed
-                and c < UNPUBLISHED_SHARE * nonnull
-            }
-        )
-    return rare
+    """The values ``excluded_values`` leaves out of a value set, with their row counts."""
+    return {v: c for v, (c, _) in excluded_values(value_counts, nonnull, published).items()}
 
 
 def _published_values(table: str, column: str) -> tuple[str, ...] | None:
@@ -1655,28 +1879,130 @@ def _published_values(table: str, column: str) -> tuple[str, ...] | None:
         return None
 
 
+def _published_column(table: str, column: str) -> Any:
+    spec = get_table(table)
+    if spec is None:
+        return None
+    try:
+        return spec.column(column)
+    except KeyError:
+        return None
+
+
+def _published_never_null(table: str, column: str) -> bool:
+    """Whether the published spec says the column is never null (a null there is a defect)."""
+    published = _published_column(table, column)
+    return published is not None and published.nullable_percent == 0
+
+
+def _published_reference(table: str, column: str) -> bool:
+    """Whether the published spec says the column references another table's key."""
+    published = _published_column(table, column)
+    return published is not None and published.kind == "fk"
+
+
 def _value_set_rule(table: str, col: ColumnProfile, tolerance: float) -> Expectation | None:
+    """An in-set rule for a genuinely categorical column, else None.
+
+    Categorical: at most ``CATEGORY_MAX_VALUES`` values, on average and at the median at least
+    ``CATEGORY_MIN_ROWS_PER_VALUE`` rows each, not a calendar part (months of the first half
+    of a year are not the set of months), and more than one value unless the published spec
+    says the column is that constant (or every drop profiled held it). A row with a new value
+    breaks the rule and is quarantined; ``mostly`` keeps a few such rows from failing it.
+    """
     if col.value_counts is None or col.inferred_type in ("date", "decimal"):
         return None
-    nonnull = col.nonnull_count
-    excluded = rare_values(col.value_counts, nonnull, _published_values(table, col.name))
-    kept = sorted(v for v, _ in col.value_counts if v not in excluded)
+    if calendar_part(col) is not None:
+        return None
+    nonnull = sum(c for _, c in col.value_counts)
+    published = _published_values(table, col.name)
+    excluded = excluded_values(col.value_counts, nonnull, published)
+    kept_counts = sorted((v, c) for v, c in col.value_counts if v not in excluded)
+    kept = [v for v, _ in kept_counts]
     if not kept or len(kept) > CATEGORY_MAX_VALUES:
         return None
     if len(kept) * CATEGORY_MIN_ROWS_PER_VALUE > nonnull:
         return None
-    rejected = sum(excluded.values())
+    if float(np.median([c for _, c in kept_counts])) < CATEGORY_MIN_ROWS_PER_VALUE:
+        return None
+    constant = published is not None and len([v for v in published if v]) == 1
+    if len(kept) == 1 and not constant and col.drops < 2:
+        return None
+    rejected = sum(c for c, _ in excluded.values())
     return _rule(
         "expect_column_values_to_be_in_set",
         {"column": col.name, "value_set": kept},
         "medium",
         f"Column {col.name} takes one of {len(kept)} known values"
-        + (f" ({len(excluded)} rare values left out as likely defects)" if excluded else ""),
+        + (f" ({len(excluded)} values left out as defects, see meta)" if excluded else ""),
         "validity",
         True,
         _mostly(nonnull - rejected, nonnull, tolerance),
+        gate=True,
         observed_distinct=col.distinct_count,
-        observed_excluded_values=dict(sorted(excluded.items())) or None,
+        observed_drops=col.drops if col.drops > 1 else None,
+        observed_excluded_values={v: c for v, (c, _) in sorted(excluded.items())} or None,
+        exclusion_evidence={v: why for v, (_, why) in sorted(excluded.items())} or None,
+    )
+
+
+def _outward(value: float, up: bool, integer: bool) -> int | float:
+    if integer:
+        return int(math.ceil(value) if up else math.floor(value))
+    scale = 10**6
+    return _number((math.ceil if up else math.floor)(value * scale) / scale)  # type: ignore[return-value]
+
+
+def _range_rule(col: ColumnProfile, tolerance: float) -> Expectation | None:
+    """A value range with a margin, or the fixed domain of a calendar part.
+
+    The range is learned from the bulk of the values (``_range_figures`` leaves extreme
+    outliers out, listed in ``meta.observed_outliers``) and reaches one observed span (or half
+    the values' magnitude, whichever is more) past both ends, never across zero when no value
+    crossed it: a measure a little past its old maximum (a growing amount, a later year) is
+    normal data, while a sentinel (99999 above amounts under 5,000), a sign flip or a unit
+    error lands far outside and is quarantined.
+    """
+    low = col.range_low if col.range_low is not None else col.numeric_min
+    high = col.range_high if col.range_high is not None else col.numeric_max
+    if low is None or high is None:
+        return None
+    integer = col.inferred_type == "integer"
+    part = calendar_part(col)
+    outliers = col.range_outliers or {}
+    outside = sum(int(side.get("rows", 0)) for k, side in outliers.items() if k != "evidence")
+    numbers = col.nonnull_count - col.nonconforming_rows
+    if part is not None and part[1] is not None:
+        min_value, max_value = part[1]
+        how = f"the {part[0]} domain {min_value}-{max_value}"
+        outside = 0
+    else:
+        margin = max(
+            (high - low) * RANGE_MARGIN_SPANS, max(abs(low), abs(high)) * RANGE_MARGIN_MAGNITUDE
+        )
+        lo, hi = low - margin, high + margin
+        if low >= 0:
+            lo = max(lo, 0.0)
+        if high <= 0:
+            hi = min(hi, 0.0)
+        min_value, max_value = _outward(lo, False, integer), _outward(hi, True, integer)
+        how = (
+            f"observed {_number(low)}-{_number(high)} with a margin of {_number(round(margin, 6))}"
+        )
+    return _rule(
+        "expect_column_values_to_be_between",
+        {"column": col.name, "min_value": min_value, "max_value": max_value},
+        "low",
+        f"Numeric values of {col.name} within {how}",
+        "validity",
+        True,
+        _mostly(numbers - outside, numbers, tolerance) if numbers else None,
+        gate=True,
+        observed_min=_number(col.numeric_min),
+        observed_max=_number(col.numeric_max),
+        observed_drops=col.drops if col.drops > 1 else None,
+        calendar_part=part[0] if part is not None else None,
+        observed_outliers=outliers or None,
     )
 
 
@@ -1714,14 +2040,25 @@ def suggest_rules(
             )
         )
     else:
+        fewest = profile.rows_min if profile.rows_min is not None else profile.total_rows
+        fewest = fewest or profile.rows
+        floor = max(1, int(fewest * ROW_COLLAPSE_SHARE))
         rules.append(
             _rule(
                 "expect_table_row_count_to_be_between",
-                {"min_value": 1, "max_value": None},
+                {"min_value": floor, "max_value": None},
                 "critical",
-                "Table should not be empty",
+                (
+                    "Table should not be empty"
+                    if floor == 1
+                    else f"Row count should not collapse below {ROW_COLLAPSE_SHARE:.0%} of the "
+                    f"{fewest:,} rows profiled"
+                ),
                 "integrity",
-                observed_rows=profile.rows,
+                gate=True,
+                observed_rows=profile.total_rows or profile.rows,
+                observed_rows_min=profile.rows_min if profile.drops > 1 else None,
+                observed_drops=profile.drops if profile.drops > 1 else None,
             )
         )
     rules.append(
@@ -1741,6 +2078,7 @@ def suggest_rules(
                 "critical",
                 f"Column {col.name} must exist in the data",
                 "integrity",
+                gate=True,
                 # why values that read as numbers stay text in Silver (typing_rules: no type)
                 kept_as_text=col.text_reason,
             )
@@ -1749,9 +2087,13 @@ def suggest_rules(
             role = (
                 "identity" if identity == [col.name] else "unique" if col.name in unique else None
             )
-            rules.extend(_column_rules(table, col, tol, foreign_keys.get(col.name), role))
+            rules.extend(
+                _column_rules(
+                    table, col, tol, foreign_keys.get(col.name), role, settings.keys_for(table)
+                )
+            )
     if not profile.empty:
-        rules.extend(_compound_key_rules(profile, tol))
+        rules.extend(_compound_key_rules(profile))
     data_source: dict[str, Any] = {
         "type": "parquet",
         "path": _display_path(settings, Path(profile.path or settings.paths.bronze_file(table))),
@@ -1777,10 +2119,19 @@ def suggest_rules(
     )
 
 
-def _compound_key_rules(profile: TableProfile, tol: float) -> list[Expectation]:
-    """A uniqueness rule over the columns of each composite candidate key."""
+def _key_mostly(duplicates: int, counted: int) -> float | None:
+    """A key is strict when it was unique; seen with duplicates, it tolerates twice as many."""
+    if not duplicates or counted <= 0:
+        return None
+    share = 1 - KEY_DUPLICATE_FACTOR * duplicates / counted
+    return max(0.0, math.floor(share * 10**MOSTLY_DECIMALS + 1e-9) / 10**MOSTLY_DECIMALS)
+
+
+def _compound_key_rules(profile: TableProfile) -> list[Expectation]:
+    """A uniqueness rule over the columns of each composite candidate key (gating for the
+    table's row identity)."""
     rules = []
-    for key in profile.keys:
+    for position, key in enumerate(profile.keys):
         if len(key) < 2:
             continue
         duplicates = profile.key_duplicates.get(",".join(key))
@@ -1793,7 +2144,8 @@ def _compound_key_rules(profile: TableProfile, tol: float) -> list[Expectation]:
                 f"Key ({', '.join(key)}) must identify one row",
                 "uniqueness",
                 True,
-                _mostly(counted - (duplicates or 0), counted, tol),
+                _key_mostly(duplicates or 0, counted),
+                gate=position == 0,
                 observed_duplicate_rows=duplicates,
             )
         )
@@ -1814,6 +2166,7 @@ def _column_rules(
     tol: float,
     reference: tuple[str, str] | None,
     role: str | None = None,
+    declared_keys: Sequence[Sequence[str]] = (),
 ) -> list[Expectation]:
     """Rules of one column; ``role`` is 'identity' for the table's row identity (the first
     candidate key), 'unique' for another column found unique, None otherwise."""
@@ -1822,24 +2175,43 @@ def _column_rules(
     rows, nonnull = col.rows, col.nonnull_count
     is_id = role == "identity"
 
-    optional = col.null_percent >= QUARANTINE_NULL_MAX_PERCENT
+    # Nulls: a column (almost) complete in every profiled drop gates the table on a burst of
+    # nulls (its usual share plus the tolerance); a sparse column tolerates its usual variation
+    # (its worst drop's null share, half again, at least the tolerance) and keeps its rows.
+    # A null is a defective row only where the column was complete in every profiled drop, or
+    # (almost complete) where the published spec says it is never null: nulls seen in real data
+    # (0.5 % of a TPC-DS measure, an AIMS column published as 0.9 % null) are data.
+    worst = max(col.null_percent, col.null_percent_max or 0.0)
+    optional = worst >= QUARANTINE_NULL_MAX_PERCENT
+    nullable = optional or (worst > 0 and not _published_never_null(table, name))
+    if optional:
+        allowed_nulls = worst + max(tol, SPARSE_NULL_VARIATION * worst)
+        not_null_mostly = _mostly(1, 1, allowed_nulls)
+    else:
+        not_null_mostly = _mostly(nonnull, rows, tol)
     rules.append(
         _rule(
             "expect_column_values_to_not_be_null",
             {"column": name},
             "high" if is_id else "medium",
             f"Column {name} should have minimal nulls (currently {col.null_percent:g}%)"
-            + (" - optional column: rows are not quarantined for a null here" if optional else ""),
+            + (" - optional column: rows are not quarantined for a null here" if nullable else ""),
             "completeness",
-            not optional,
-            _mostly(nonnull, rows, tol),
+            not nullable,
+            not_null_mostly,
+            gate=not optional,
             observed_null_percent=col.null_percent,
+            observed_null_percent_max=col.null_percent_max if col.drops > 1 else None,
         )
     )
     if nonnull == 0:
         return _can_fail(rules)
 
     unique_rows = nonnull - (col.duplicate_rows or 0)
+    # The row identity gates when its uniqueness is no coincidence (or a person declared it):
+    # 700 time-of-day values unique among 86,400 could be chance, and break in the next drop.
+    declared = [name] in [list(k) for k in declared_keys]
+    gates_key = is_id and (declared or _chance_duplicates(col) >= GATE_KEY_CHANCE_MIN)
     if col.duplicate_rows is not None and role is not None:
         rules.append(
             _rule(
@@ -1847,10 +2219,16 @@ def _column_rules(
                 {"column": name},
                 "high",
                 f"Key column {name} must have unique values"
-                + (" ('13000015.0' equals '13000015')" if col.source_type is None else ""),
+                + (" ('13000015.0' equals '13000015')" if col.source_type is None else "")
+                + ("" if gates_key or not is_id else " - may be unique by chance: rows kept"),
                 "uniqueness",
-                True,
-                _mostly(unique_rows, nonnull, tol),
+                gates_key or not is_id,  # a row identity that may be chance keeps its rows
+                (
+                    _key_mostly(col.duplicate_rows, nonnull)
+                    if gates_key
+                    else _mostly(unique_rows, nonnull, tol)
+                ),
+                gate=gates_key,
                 observed_duplicate_rows=col.duplicate_rows,
             )
         )
@@ -1867,6 +2245,7 @@ def _column_rules(
                 "validity",
                 True,
                 _mostly(conforming, nonnull, tol),
+                gate=True,
                 value_type=vtype,
                 timezone="UTC" if col.utc_offsets else None,
                 observed_conformance_percent=col.type_conformance,
@@ -1913,24 +2292,10 @@ def _column_rules(
         and col.numeric_min is not None
         and allowed is None
     ):
-        # Validation reads text that is no number as null (the type rule reports it), so the
-        # range held on every value it checks.
-        numbers = nonnull - col.nonconforming_rows
-        rules.append(
-            _rule(
-                "expect_column_values_to_be_between",
-                {
-                    "column": name,
-                    "min_value": _number(col.numeric_min),
-                    "max_value": _number(col.numeric_max),
-                },
-                "low",
-                f"Numeric values of {name} within the observed range",
-                "validity",
-                True,
-                _mostly(numbers, numbers, tol),
-            )
-        )
+        # Validation reads text that is no number as null (the type rule reports it).
+        ranged = _range_rule(col, tol)
+        if ranged is not None:
+            rules.append(ranged)
 
     if reference is not None:
         parent, parent_column = reference
@@ -1939,23 +2304,31 @@ def _column_rules(
             fk if fk is not None and (fk.parent_table, fk.parent_column) == reference else None
         )
         orphans = observed.orphan_rows if observed is not None else 0
-        usual_orphans = _percent(orphans, nonnull) > QUARANTINE_ORPHAN_MAX_PERCENT
+        # A reference seen with orphans (a partial parent list: 'same day last year' before the
+        # calendar starts) keeps its orphan rows, unless the published spec says the column is
+        # a reference and they are under 1 % (then they are the defects).
+        share = _percent(orphans, nonnull)
+        partial = orphans > 0 and not (
+            share <= QUARANTINE_ORPHAN_MAX_PERCENT and _published_reference(table, name)
+        )
         rules.append(
             _rule(
                 "expect_column_values_to_be_in_set",
                 {"column": name},
                 "high",
-                f"Every {name} must be an existing {parent}.{parent_column}",
+                f"Every {name} must be an existing {parent}.{parent_column}"
+                + (" - partial reference: orphan rows are not quarantined" if partial else ""),
                 "consistency",
-                not usual_orphans,
+                not partial,
                 _mostly(nonnull - orphans, nonnull, tol),
+                gate=True,
                 reference={"table": parent, "column": parent_column},
                 observed_orphan_rows=orphans if observed is not None else None,
                 not_quarantined_because=(
                     f"{_percent(orphans, nonnull):.1f} % of the profiled rows reference no "
                     f"{parent}.{parent_column}: orphans are usual here; the verdict watches "
                     "their share"
-                    if usual_orphans
+                    if partial
                     else None
                 ),
                 observed_contained_percent=(
@@ -2107,6 +2480,106 @@ def _run_jobs(
     return profiles, errors
 
 
+def drop_id(path: Path) -> str:
+    """Identity of the Bronze drop a profile read: the file's size and modification time."""
+    stat = path.stat()
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def drop_statistics(profile: TableProfile) -> dict[str, Any]:
+    """What the history of a table keeps of one drop: per column the figures rules are
+    calibrated from (nulls, value counts, the numeric bulk), JSON-ready."""
+    columns = {}
+    for col in profile.columns:
+        columns[col.name] = {
+            "rows": col.rows,
+            "null_count": col.null_count,
+            "value_counts": (
+                [[v, int(c)] for v, c in col.value_counts] if col.value_counts is not None else None
+            ),
+            "numeric_min": col.numeric_min,
+            "numeric_max": col.numeric_max,
+            "range_low": col.range_low,
+            "range_high": col.range_high,
+        }
+    return {"rows": profile.total_rows or profile.rows, "columns": columns}
+
+
+def merge_history(profile: TableProfile, older: Sequence[dict[str, Any]]) -> TableProfile:
+    """``profile`` widened by the statistics of older drops of the same table (``drop_statistics``
+    records), so its rules describe the data's normal variation rather than one snapshot.
+
+    Per column present in every drop: value counts are added up (a value seen in any drop is
+    known; a column with too many values in any drop has no counts), the numeric bulk and range
+    span all drops, and ``null_percent_max`` is the worst drop's null share. The table's
+    ``rows_min`` is the fewest rows of any drop. Keys, types and lengths stay the current drop's.
+    """
+    if not older:
+        return profile
+    merged = replace(profile, columns=[replace(c) for c in profile.columns])
+    merged.drops = 1 + len(older)
+    merged.rows_min = min([profile.total_rows or profile.rows, *(int(r["rows"]) for r in older)])
+    for col in merged.columns:
+        past = [r["columns"].get(col.name) for r in older]
+        past = [p for p in past if p is not None]
+        if not past:
+            continue
+        col.drops = 1 + len(past)
+        shares = [_percent(int(p["null_count"]), int(p["rows"])) for p in past]
+        col.null_percent_max = max([col.null_percent, *shares])
+        if col.value_counts is not None and all(p.get("value_counts") is not None for p in past):
+            totals: dict[str, int] = {}
+            for v, c in [*col.value_counts, *(tuple(x) for p in past for x in p["value_counts"])]:
+                totals[v] = totals.get(v, 0) + int(c)
+            col.value_counts = sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+        else:
+            col.value_counts = None
+        for low, high in (("numeric_min", "numeric_max"), ("range_low", "range_high")):
+            lows = [x for x in [getattr(col, low), *(p.get(low) for p in past)] if x is not None]
+            highs = [x for x in [getattr(col, high), *(p.get(high) for p in past)] if x is not None]
+            if lows and getattr(col, low) is not None:
+                setattr(col, low, float(min(lows)))
+            if highs and getattr(col, high) is not None:
+                setattr(col, high, float(max(highs)))
+    return merged
+
+
+def _with_history(
+    settings: Settings, profile: TableProfile, history: int, run_id: str
+) -> TableProfile:
+    """Record this drop's statistics, then merge the last ``history - 1`` other drops."""
+    from . import state
+
+    if profile.sampled or profile.empty or not profile.path:
+        return profile
+    try:
+        this_drop = drop_id(Path(profile.path))
+    except OSError:
+        return profile
+    db = settings.paths.state_db
+    try:
+        state.record_drop_statistics(
+            db,
+            profile.table,
+            this_drop,
+            profile.total_rows or profile.rows,
+            drop_statistics(profile),
+            run_id,
+        )
+    except AimsError as exc:
+        if history > 1:
+            raise
+        # The rules of this drop do not need the history: a state database that cannot be
+        # written costs the next --history run this drop, not this profile.
+        warnings.warn(f"{profile.table}: drop statistics not recorded: {exc}", stacklevel=2)
+        return profile
+    if history <= 1:
+        return profile
+    records = state.drop_statistics(db, profile.table, history)
+    older = [r["statistics"] for r in records if r["drop_id"] != this_drop][: history - 1]
+    return merge_history(profile, older)
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -2122,13 +2595,22 @@ def profile_tables(
     max_workers: int | None = None,
     progress: bool = False,
     run_id: str | None = None,
+    history: int = 1,
 ) -> ProfileRun:
     """Profile Bronze tables (all by default, on all rows) and write their rule files.
 
     A table that cannot be read is reported in ``errors`` (the message names the file) and the
     rest carries on. Files a person owns are kept unless ``force`` (see the module docstring).
-    Runs on the engine the settings name (``aims_nb_utils.engine``); this body is the arrow one.
+    Each drop profiled on all rows has its column statistics recorded in the state database;
+    ``history`` > 1 calibrates the rules from this drop and the ``history - 1`` drops recorded
+    before it (``merge_history``). Runs on the engine the settings name
+    (``aims_nb_utils.engine``); this body is the arrow one.
     """
+    if int(history) < 1:
+        raise AimsError(
+            f"profile history must be 1 or more drops, not {history}",
+            hint="--history 1 profiles the current drop alone",
+        )
     if not is_arrow(settings):
         return get_engine(settings).profile_tables(
             settings,
@@ -2138,6 +2620,7 @@ def profile_tables(
             max_workers=max_workers,
             progress=progress,
             run_id=run_id,
+            history=history,
         )
     started = time.perf_counter()
     run_id = run_id or datetime.now(timezone.utc).strftime("profile-%Y%m%dT%H%M%S")
@@ -2170,7 +2653,7 @@ def profile_tables(
             run.errors[table] = errors[table]
             run.tables[table] = TableProfile(table, 0, [], 0.0, False, error=errors[table])
             continue
-        profile = profiles[table]
+        profile = _with_history(settings, profiles[table], int(history), run_id)
         run.tables[table] = profile
         rule_file = suggest_rules(profile, settings)
         outcome, reason, backup = write_rule_file(rule_file, force=force)
@@ -2232,6 +2715,9 @@ __all__ = [
     "ProfileRun",
     "TableProfile",
     "discover_foreign_keys",
+    "drop_statistics",
+    "excluded_values",
+    "merge_history",
     "ownership",
     "profile_table",
     "profile_tables",

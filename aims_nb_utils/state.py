@@ -133,6 +133,15 @@ CREATE TABLE IF NOT EXISTS column_metrics (
     distinct_count INTEGER,
     PRIMARY KEY (run_id, table_name, column_name)
 );
+CREATE TABLE IF NOT EXISTS drop_statistics (
+    table_name TEXT NOT NULL,
+    drop_id TEXT NOT NULL,        -- the Bronze file profiled: size:mtime (one row per drop)
+    recorded_at TEXT NOT NULL,
+    rows INTEGER NOT NULL,
+    statistics TEXT NOT NULL,     -- JSON: per column nulls, value counts, numeric bulk
+    run_id TEXT,
+    PRIMARY KEY (table_name, drop_id)
+);
 CREATE INDEX IF NOT EXISTS load_history_table ON load_history (table_name, started_at);
 CREATE INDEX IF NOT EXISTS table_metrics_table ON table_metrics (table_name, run_at);
 """
@@ -267,3 +276,49 @@ def query(db_path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> list[d
     """Read-only helper for notebooks and reports (trend queries)."""
     with connect(db_path) as conn:
         return [dict(r) for r in conn.execute(sql, params)]
+
+
+def record_drop_statistics(
+    db_path: str | Path,
+    table: str,
+    drop_id: str,
+    rows: int,
+    statistics: dict[str, Any],
+    run_id: str | None = None,
+) -> None:
+    """Keep the column statistics profiling measured on one Bronze drop of ``table``.
+
+    A drop's file is replaced by the next one, so its statistics are the only record of what
+    normal data looked like then; ``profile --history N`` calibrates rules from the last N.
+    Profiling the same drop again replaces its row (and makes it the newest)."""
+    import json
+
+    with connect(db_path) as conn:
+        conn.execute(
+            "DELETE FROM drop_statistics WHERE table_name = ? AND drop_id = ?", (table, drop_id)
+        )
+        conn.execute(
+            "INSERT INTO drop_statistics (table_name, drop_id, recorded_at, rows, statistics, "
+            "run_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (table, drop_id, utc_now(), int(rows), json.dumps(statistics, default=str), run_id),
+        )
+
+
+def drop_statistics(db_path: str | Path, table: str, limit: int) -> list[dict[str, Any]]:
+    """The statistics of the last ``limit`` drops of ``table`` recorded, newest first
+    (``statistics`` parsed from its JSON)."""
+    import json
+
+    with connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT table_name, drop_id, recorded_at, rows, statistics, run_id "
+            "FROM drop_statistics WHERE table_name = ? ORDER BY recorded_at DESC, rowid DESC "
+            "LIMIT ?",
+            (table, int(limit)),
+        ).fetchall()
+    out = []
+    for row in rows:
+        entry = dict(row)
+        entry["statistics"] = json.loads(entry["statistics"])
+        out.append(entry)
+    return out
