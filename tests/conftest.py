@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -32,6 +33,10 @@ REFERENCE_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "referen
 # it to 1 because it has the folder, and a missing folder then fails instead of skipping quietly.
 REQUIRE_SHARED_VARIABLE = "AIMS_REQUIRE_SHARED"
 REQUIRE_SHARED = os.environ.get(REQUIRE_SHARED_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
+# The same for the Spark tests: a machine without pyspark or Java skips them; CI installs both and
+# sets this, so a missing one fails there.
+REQUIRE_SPARK_VARIABLE = "AIMS_REQUIRE_SPARK"
+REQUIRE_SPARK = os.environ.get(REQUIRE_SPARK_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
 
 
 @pytest.fixture(autouse=True)
@@ -109,9 +114,15 @@ def spark():
     in the same session keep the arrow engine unless they ask for spark. Needs pyspark (the
     ``spark`` extra) and a Java runtime; without them the Spark tests are skipped with the reason
     (CI installs both, see .ci/run)."""
-    pytest.importorskip("pyspark", reason="the spark extra (pyspark 3.5) is not installed")
-    if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
-        pytest.skip("no Java runtime for Spark (apt-get install openjdk-17-jre-headless)")
+    missing = None
+    if importlib.util.find_spec("pyspark") is None:
+        missing = "the spark extra (pyspark 3.5) is not installed (pip install -e '.[spark]')"
+    elif shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
+        missing = "no Java runtime for Spark (apt-get install openjdk-17-jre-headless)"
+    if missing and REQUIRE_SPARK:
+        pytest.fail(f"{missing} ({REQUIRE_SPARK_VARIABLE} is set, so Spark must run here)")
+    if missing:
+        pytest.skip(f"{missing} (set {REQUIRE_SPARK_VARIABLE}=1 to fail instead of skipping)")
     from aims_nb_utils.engine.spark.session import local_session
 
     session = local_session(opt_out_of_auto=True)

@@ -565,7 +565,7 @@ def test_make_runner_picks_fabric_only_inside_fabric(home: Path, notebooks: Path
     assert isinstance(runner, orch.PapermillRunner)
     if "notebookutils" not in sys.modules:
         with pytest.raises(orch.OrchestrationError, match="only inside Fabric"):
-            orch.make_runner(settings, engine="fabric")
+            orch.make_runner(settings, runner="fabric")
 
 
 def test_the_papermill_runner_without_the_local_tools_says_what_to_install(
@@ -579,7 +579,7 @@ def test_the_papermill_runner_without_the_local_tools_says_what_to_install(
         lambda name, *a: None if name == "papermill" else real_find_spec(name, *a),
     )
     with pytest.raises(orch.OrchestrationError, match=r"aims-nb-utils\[local\]"):
-        orch.make_runner(make_settings(home), engine="papermill", notebooks_dir=notebooks)
+        orch.make_runner(make_settings(home), runner="papermill", notebooks_dir=notebooks)
 
 
 def test_widget_progress_shows_position_and_turns_red_on_failure(capsys) -> None:
