@@ -1166,35 +1166,7 @@ def validate_tables(
     dq_threshold = float(settings.dq_threshold)
     names, rule_paths = _discover(settings, rules_dir, tables)
 
-    results: dict[str, TableResult] = {}
-    jobs: list[tuple[_Layout, RuleFile]] = []
-    for table in names:
-        rule_path = rule_paths.get(table, rules_dir / f"{table}{RULE_FILE_SUFFIX}")
-        if table not in rule_paths:
-            bronze = settings.paths.bronze_file(table)
-            message = (
-                f"table {table}: no rule file {rule_path} -> run `python -m aims_nb_utils "
-                f"profile --tables {table}` to generate it"
-            )
-            if bronze.is_file():
-                try:  # an unreadable file is the first thing to fix (profiling failed on it)
-                    _layout(settings, table, sample_size)
-                except AimsError as exc:
-                    message = f"{exc}; then profile it: it has no rule file yet"
-            else:
-                message = message.replace(" ->", f" and no Bronze file {bronze} ->", 1)
-            results[table] = _error(table, message, settings)
-            continue
-        try:
-            rule_file = load_rule_file(rule_path)
-            layout = _layout(settings, table, sample_size)
-        except AimsError as exc:
-            results[table] = _error(table, str(exc), settings, rule_path)
-            continue
-        if layout.rows == 0:
-            results[table] = _skipped(settings, layout, rule_file)
-        else:
-            jobs.append((layout, rule_file))
+    results, jobs = _prepare_tables(settings, names, rule_paths, rules_dir, sample_size)
 
     tasks = _plan(jobs, workers)
     parts: dict[str, list[_Part]] = defaultdict(list)
@@ -1226,11 +1198,71 @@ def validate_tables(
         if bar is not None:
             bar.close()
 
+    rule_files = {layout.table: rule_file for layout, rule_file in jobs}
+    return finish_run(
+        settings, run_id, timestamp, started, results, names, rule_files, write, data_docs
+    )
+
+
+def _prepare_tables(
+    settings: Settings,
+    names: Sequence[str],
+    rule_paths: dict[str, Path],
+    rules_dir: Path,
+    sample_size: int | None,
+) -> tuple[dict[str, TableResult], list[tuple[_Layout, RuleFile]]]:
+    """(results of the tables that need no validation: no rule file, unreadable, empty; the
+    (layout, rule file) of the others), the same for every engine."""
+    results: dict[str, TableResult] = {}
+    jobs: list[tuple[_Layout, RuleFile]] = []
+    for table in names:
+        rule_path = rule_paths.get(table, rules_dir / f"{table}{RULE_FILE_SUFFIX}")
+        if table not in rule_paths:
+            bronze = settings.paths.bronze_file(table)
+            message = (
+                f"table {table}: no rule file {rule_path} -> run `python -m aims_nb_utils "
+                f"profile --tables {table}` to generate it"
+            )
+            if bronze.is_file():
+                try:  # an unreadable file is the first thing to fix (profiling failed on it)
+                    _layout(settings, table, sample_size)
+                except AimsError as exc:
+                    message = f"{exc}; then profile it: it has no rule file yet"
+            else:
+                message = message.replace(" ->", f" and no Bronze file {bronze} ->", 1)
+            results[table] = _error(table, message, settings)
+            continue
+        try:
+            rule_file = load_rule_file(rule_path)
+            layout = _layout(settings, table, sample_size)
+        except AimsError as exc:
+            results[table] = _error(table, str(exc), settings, rule_path)
+            continue
+        if layout.rows == 0:
+            results[table] = _skipped(settings, layout, rule_file)
+        else:
+            jobs.append((layout, rule_file))
+    return results, jobs
+
+
+def finish_run(
+    settings: Settings,
+    run_id: str,
+    timestamp: str,
+    started: float,
+    results: dict[str, TableResult],
+    names: Sequence[str],
+    rule_files: dict[str, RuleFile],
+    write: bool,
+    data_docs: bool | None,
+) -> ValidationRun:
+    """The run of every engine from its table results: summary, results file, metric history
+    and (``data_docs``, else ``settings.data_docs``) GX Data Docs."""
     ordered = {t: results[t] for t in names}
     run = ValidationRun(
         run_id=run_id,
         timestamp=timestamp,
-        threshold=dq_threshold,
+        threshold=float(settings.dq_threshold),
         tables=ordered,
         summary=summarize(ordered),
         results_path=None,
@@ -1242,7 +1274,6 @@ def validate_tables(
         run.results_path = write_results(settings, run)
         record_metrics(settings, run)
     if settings.data_docs if data_docs is None else data_docs:
-        rule_files = {layout.table: rule_file for layout, rule_file in jobs}
         run.data_docs = write_data_docs(settings, run, rule_files)
     return run
 

@@ -22,7 +22,6 @@ from pyspark.sql import functions as F
 from ... import checks, state
 from ... import validation as v
 from ...errors import AimsError
-from ...rules import RULE_FILE_SUFFIX, load_rule_file
 from . import masks
 
 if TYPE_CHECKING:
@@ -172,43 +171,10 @@ def validate_tables(
             hint="unset sample_size, or run this validation with engine: arrow",
         )
     names, rule_paths = v._discover(settings, rules_dir, tables)
-    results = {}
-    for table in names:
-        rule_path = rule_paths.get(table, rules_dir / f"{table}{RULE_FILE_SUFFIX}")
-        if table not in rule_paths:
-            results[table] = v._error(
-                table,
-                f"table {table}: no rule file {rule_path} -> run `python -m aims_nb_utils "
-                f"profile --tables {table}` to generate it",
-                settings,
-            )
-            continue
-        try:
-            rule_file = load_rule_file(rule_path)
-            layout = v._layout(settings, table, None)
-        except AimsError as exc:
-            results[table] = v._error(table, str(exc), settings, rule_path)
-            continue
-        if layout.rows == 0:
-            results[table] = v._skipped(settings, layout, rule_file)
-            continue
-        results[table] = _validate_table(settings, layout, rule_file)
-    ordered = {t: results[t] for t in names}
-    run = v.ValidationRun(
-        run_id=run_id,
-        timestamp=timestamp,
-        threshold=float(settings.dq_threshold),
-        tables=ordered,
-        summary=v.summarize(ordered),
-        results_path=None,
-        seconds=0.0,
-        max_quarantine_percent=float(settings.max_quarantine_percent),
+    results, jobs = v._prepare_tables(settings, names, rule_paths, rules_dir, None)
+    for layout, rule_file in jobs:
+        results[layout.table] = _validate_table(settings, layout, rule_file)
+    rule_files = {layout.table: rule_file for layout, rule_file in jobs}
+    return v.finish_run(
+        settings, run_id, timestamp, started, results, names, rule_files, write, data_docs
     )
-    run.seconds = round(time.perf_counter() - started, 3)
-    if write:
-        run.results_path = v.write_results(settings, run)
-        v.record_metrics(settings, run)
-    if settings.data_docs if data_docs is None else data_docs:
-        rule_files = {t: load_rule_file(p) for t, p in rule_paths.items() if t in ordered}
-        run.data_docs = v.write_data_docs(settings, run, rule_files)
-    return run
