@@ -435,10 +435,10 @@ class RowsQuarantined:
 
     The rule-file part of what ingestion quarantines (ingestion adds rows that cannot be typed
     and, for a key no rule covers, rows whose key is empty or duplicated), with :func:`evaluate`'s
-    masks, the ones ingestion splits rows with. Rules are grouped by the columns they read; a
-    caller that reads columns anyway :meth:`offer` s each one (validation does, so no column is
-    read twice), and :meth:`finish` reads the groups never offered (a composite rule's columns).
-    Each rule's mask is folded in as it is computed: memory holds one column and one mask. A
+    masks, the ones ingestion splits rows with. Rules are grouped by the columns they read and
+    :meth:`finish` reads one group at a time (validation hands it only the rules GX found rows
+    breaking, so most columns are never read twice). Each rule's mask is folded in as it is
+    computed: memory holds one group's columns and one mask. A
     rule that cannot be evaluated (its column is missing, its parent unreadable: ``references``
     lacks it, bad kwargs) is left out with a note; validation reports it as a failed rule."""
 
@@ -461,16 +461,10 @@ class RowsQuarantined:
             if exp.quarantines_rows:
                 self.pending.setdefault(tuple(exp.columns), []).append(exp)
 
-    def offer(self, column: str, values: pa.ChunkedArray) -> None:
-        """A column just read: evaluate the rules that read it alone (once)."""
-        members = self.pending.pop((column,), None)
-        if members is not None:
-            self._evaluate(pa.table({column: values}), members)
-
     def finish(
         self, read_column: Callable[[str], pa.ChunkedArray], present_columns: Sequence[str]
     ) -> np.ndarray:
-        """Evaluate the groups not offered yet, reading their columns; the rows flagged."""
+        """Evaluate every group, reading its columns; the rows flagged."""
         present = set(present_columns)
         for columns, members in list(self.pending.items()):
             del self.pending[columns]

@@ -51,7 +51,7 @@ How GX is used, and why (measured on the 10.4M-row lake, see DESIGN.md "Facts me
 
 Verdict of a table (:func:`aims_nb_utils.verdict.judge`): a failed gating rule (``meta.gate:
 true``) fails it; so do more than ``settings.max_quarantine_percent`` of its rows breaking a
-quarantining rule (counted with ingestion's masks as the columns are read, see
+quarantining rule (counted with ingestion's masks, for the rules GX found rows breaking, see
 :class:`aims_nb_utils.quarantine.RowsQuarantined`); then the users' existing semantics: for every
 severity present, the share of its rules that passed must reach ``rule_file.threshold(severity)``,
 and the quality score (share of all rules passed) must reach ``settings.dq_threshold``. A rule
@@ -72,7 +72,6 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -322,13 +321,6 @@ def _layout(settings: Settings, table: str, sample_size: int | None) -> _Layout:
     return _Layout(table, path, names, rows, total)
 
 
-# Whoever wants every column a part reads, as it is read: the part's count of rows quarantined
-# (see _validate_part), so the masks run on the columns GX is given and no column is read twice.
-_COLUMN_OBSERVER: ContextVar[Callable[[str, pa.ChunkedArray], None] | None] = ContextVar(
-    "aims_column_observer", default=None
-)
-
-
 class _Reader:
     """Column-at-a-time access to one table (a parquet file, or an in-memory Arrow table)."""
 
@@ -344,13 +336,6 @@ class _Reader:
         )
 
     def column(self, name: str) -> pa.ChunkedArray:
-        values = self._read(name)
-        observer = _COLUMN_OBSERVER.get()
-        if observer is not None:  # the quarantine count of this part sees the column too
-            observer(name, values)
-        return values
-
-    def _read(self, name: str) -> pa.ChunkedArray:
         if self.data is not None:
             return self.data.column(name)
         table = self.layout.table
@@ -654,17 +639,14 @@ def _validate_part(
     count the rows its quarantining rules would send to quarantine."""
     started = time.perf_counter()
     part = _Part(layout.table)
-    token = _COLUMN_OBSERVER.set(None)
     try:
-        counter = _quarantine_counter(settings, layout, rule_file, columns, table_rules)
-        if counter is not None:
-            _COLUMN_OBSERVER.set(counter.offer)
         _validate_part_inner(
             settings, layout, rule_file, columns, table_rules, sample_size, data, part
         )
+        counter = _quarantine_counter(settings, layout, rule_file, columns, table_rules, part)
         if counter is not None:
             reader = _Reader(settings, layout, sample_size, data)
-            part.quarantined = np.packbits(counter.finish(reader._read, layout.columns))
+            part.quarantined = np.packbits(counter.finish(reader.column, layout.columns))
     except AimsError as exc:
         part.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one table's crash must not stop the other tables
@@ -672,8 +654,6 @@ def _validate_part(
             f"table {layout.table}: validation failed with {type(exc).__name__}: {exc} -> "
             "report it with the rule file; the other tables were validated"
         )
-    finally:
-        _COLUMN_OBSERVER.reset(token)
     part.seconds = time.perf_counter() - started
     return part
 
@@ -684,22 +664,31 @@ def _quarantine_counter(
     rule_file: RuleFile,
     columns: Sequence[str] | None,
     table_rules: bool,
+    part: _Part,
 ) -> RowsQuarantined | None:
     """The count of rows quarantine would take, for this part's quarantining rules (None: none).
 
     A part's rules are its columns' row rules, and the multicolumn rules when it holds the table
-    rules: the parts of a table hold disjoint rules, and :func:`_assemble` ORs their rows. The
-    columns GX reads are offered to it as they are read (``_COLUMN_OBSERVER``); it reads only
-    what GX did not (a composite rule's columns)."""
+    rules: the parts of a table hold disjoint rules, and :func:`_assemble` ORs their rows. Only
+    the rules GX found rows breaking are evaluated: the masks are GX's unexpected rows
+    (``checks.unexpected_mask``), so a rule GX counted no row against flags none, and on data
+    that mostly conforms most rules cost nothing here. A rule GX could not count (an error)
+    is evaluated, so the count never leans on a missing figure."""
     wanted = None if columns is None else set(columns)
+
+    def may_flag(index: int) -> bool:
+        result = part.results.get(index)
+        return result is None or result.unexpected_count is None or result.unexpected_count > 0
+
     rules = [
         rule
-        for rule in rule_file.expectations
+        for index, rule in enumerate(rule_file.expectations)
         if rule.quarantines_rows
         and (
             (rule.is_row_level and (wanted is None or rule.column in wanted))
             or (rule.is_multicolumn and table_rules)
         )
+        and may_flag(index)
     ]
     if not rules:
         return None
