@@ -965,15 +965,19 @@ def _numeric_figures(profile: ColumnProfile, values: _Values, conform: np.ndarra
     """Range of the conforming values; for integers also the canonical distinct IDs."""
     selected, weights = values.select(conform)
     floats = _to_float(selected)
+    ints = _canonical_ints(floats, selected) if profile.inferred_type == "integer" else None
+    distinct = None if ints is None else _distinct_with_counts(ints, weights)
     if floats.size:
         profile.numeric_min, profile.numeric_max = float(floats.min()), float(floats.max())
-        _range_figures(profile, floats, weights)
-    if profile.inferred_type != "integer":
+        if distinct is not None and np.abs(floats).max() < _NUMERIC_EXACT:
+            # the integers' sorted distinct values are the floats' (exact below 2**53): one
+            # linear count serves both the range and the IDs, no second sort
+            _range_from_distinct(profile, distinct[0].astype(float), distinct[1])
+        else:
+            _range_figures(profile, floats, weights)
+    if distinct is None:
         return
-    ints = _canonical_ints(floats, selected)
-    if ints is None:
-        return
-    ids, counts = _distinct_with_counts(ints, weights)
+    ids, counts = distinct
     profile.canonical_ids, profile.canonical_counts = ids, counts
     profile.duplicate_rows = int(counts[counts > 1].sum())
     extra = 0
@@ -1024,6 +1028,13 @@ def _range_figures(profile: ColumnProfile, floats: np.ndarray, weights: np.ndarr
         starts = np.concatenate(([0], np.flatnonzero(np.diff(sorted_values)) + 1))
         ordered = sorted_values[starts]
         counts = np.add.reduceat(np.asarray(weights, dtype=np.int64)[order], starts)
+    _range_from_distinct(profile, ordered, counts)
+
+
+def _range_from_distinct(profile: ColumnProfile, ordered: np.ndarray, counts: np.ndarray) -> None:
+    """:func:`_range_figures` from the sorted distinct values and their row counts."""
+    if ordered.size == 0:
+        return
     total = int(counts.sum())
     low_q, high_q = _weighted_quantiles(ordered, counts, (0.01, 0.99))
     spread = high_q - low_q
