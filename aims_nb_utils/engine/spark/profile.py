@@ -1,41 +1,440 @@
-"""Profiling under the spark engine.
+"""Profiling under the spark engine: Spark reduces the data, the shared profiler decides.
 
-Not on Spark yet: the profile statistics (``profiling.profile_table``: distinct values with
-counts, length histograms, conformance per type pattern, key and foreign-key discovery) run on
-the arrow engine, which reads one column at a time, and the rule files it writes are the ones
-both engines validate with (rule files do not depend on the engine). A warning says so, so a
-lake that does not fit one machine is not profiled by surprise on the driver.
+The rule files must be the arrow engine's, byte for byte, so the statistics and the rules are
+computed by the same code (``aims_nb_utils.profiling``), and Spark computes what that code reads:
+
+* per table, one Spark job counts every column's distinct values (``groupBy(column, value)``
+  over the columns stacked with ``explode``): text, integers, booleans and floats. Decimal
+  columns are counted by a job of their own (their exact decimal values come back, so Arrow
+  converts them to numbers as the arrow engine does), dates and timestamps by one aggregation
+  (non-null count, distinct count, minimum, maximum);
+* the driver receives, as Arrow, the distinct values of the columns with their row counts (a
+  table's columns at once when rows x columns is small, else batches of columns within
+  ``DRIVER_VALUES_MAX`` distinct values, a larger column alone) and hands them to
+  ``profiling._as_values``/``_profile_text`` and ``typed_figures``/``temporal_figures``:
+  nulls and placeholders, lengths, type inference and conformance, ranges and outliers, value
+  sets, codes and integer keys are the arrow engine's functions on the same (value, count)
+  pairs. Nothing reads a table's rows on the driver; the parquet footer is read for the column
+  types (the arrow engine decides on those);
+* a two-column key (``profiling._discover_keys`` when no column is a key) is checked by Spark:
+  one aggregation for the candidates' distinct canonical keys (``masks.key_form``), then one
+  ``distinct().count()`` per pair tried, in the arrow engine's order (``pair_order``);
+* references (``profiling.discover_foreign_keys``) compare the reduced forms on the driver:
+  each child column's distinct canonical values against each parent key's (integer IDs sorted,
+  codes sorted) as in the arrow engine; the keys of a table not profiled in the run are
+  profiled by Spark column by column (``profile_column``).
+
+Driver memory: the distinct values (and counts) of the columns being finished, i.e. at most
+``DRIVER_VALUES_MAX`` values or one column's distinct values, whichever is more; an ID column
+unique on every row brings all its values (the arrow engine holds the same: reference discovery
+needs every key). References hold the key of every parent table, as in the arrow engine.
+
+Not supported (a clear error, or use ``engine: arrow``): ``sample_size`` (Spark has no "first
+rows" of a file; every row is profiled), and Bronze types Spark 3.5 cannot read (nanosecond
+timestamps, TIME columns, unsigned 64-bit integers are profiled as decimals of their text).
 """
 
 from __future__ import annotations
 
-import warnings
+import time
+from datetime import datetime, timezone
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ...errors import SettingsWarning
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ... import profiling as p
+from ...errors import AimsError, BronzeReadError
+from ...io import remove_stale_temp_files
+from .. import EngineError
 
 if TYPE_CHECKING:
-    from ...profiling import ProfileRun
+    from pyspark.sql import Column, DataFrame
+
+    from ...profiling import ColumnProfile, ProfileRun, TableProfile
     from ...settings import Settings
 
+# Distinct values brought to the driver at once (a column with more comes alone).
+DRIVER_VALUES_MAX = 2_000_000
 
-def profile_tables(settings: Settings, **options: Any) -> ProfileRun:
-    """``profiling.profile_tables`` on the arrow engine (see the module docstring)."""
-    warnings.warn(
-        "engine spark: profiling runs on the arrow engine (one column at a time on the driver);"
-        " Spark profile statistics are not implemented yet",
-        SettingsWarning,
-        stacklevel=2,
+# How a column is reduced: stacked in the table's count job (in one of its value fields),
+# counted alone (decimals: exact values), or aggregated (dates and timestamps).
+_STACKED = {"text": "s", "integer": "l", "boolean": "b", "float": "d"}
+
+
+def profile_tables(
+    settings: Settings,
+    tables: list[str] | None = None,
+    sample_size: int | None = None,
+    force: bool = False,
+    max_workers: int | None = None,
+    progress: bool = False,
+    run_id: str | None = None,
+    history: int = 1,
+) -> ProfileRun:
+    """``profiling.profile_tables`` with the statistics computed by Spark (module docstring).
+
+    ``max_workers`` is ignored: Spark parallelises inside a table, tables run one at a time.
+    """
+    from tqdm.auto import tqdm
+
+    from .session import get_session
+
+    sample_size = settings.sample_size if sample_size is None else sample_size
+    if sample_size is not None:
+        raise EngineError(
+            f"engine spark profiles every row; sample_size={sample_size} is not supported",
+            hint="unset sample_size, or profile with engine: arrow",
+        )
+    started = time.perf_counter()
+    run_id = run_id or datetime.now(timezone.utc).strftime("profile-%Y%m%dT%H%M%S")
+    tables = p.lake_tables(settings, tables)
+    # A profile killed while writing a rule file leaves a temp file beside it; its writer is gone.
+    remove_stale_temp_files(settings.paths.rules)
+    profiler = SparkProfiler(settings, get_session())
+    profiles: dict[str, TableProfile] = {}
+    errors: dict[str, str] = {}
+    for table in tqdm(tables, desc="profile", unit="table", disable=not progress):
+        try:
+            profiles[table] = profiler.profile_table(table)
+        except AimsError as exc:
+            errors[table] = str(exc)
+    return p.finish_run(
+        settings, tables, profiles, errors, run_id, started, int(history), force,
+        profiler.profile_column,
+    )  # fmt: skip
+
+
+def _quoted(name: str) -> str:
+    return "`" + name.replace("`", "``") + "`"
+
+
+def _col(name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.col(_quoted(name))
+
+
+def _plan(arrow_type: pa.DataType) -> str:
+    """How a column of this (footer) type is reduced; the arrow engine's decision
+    (``profiling._is_text_column``, ``typed_kind``)."""
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if p._is_text_column(arrow_type):
+        return "text"
+    kind = p.typed_kind(arrow_type)
+    if kind is None:
+        return "text"  # binary, nested: profiled through their text
+    if kind == "integer" and pa.types.is_uint64(arrow_type):
+        return "alone"  # Spark reads it as decimal(20,0): counted alone, cast back
+    if kind == "decimal":
+        return "float" if pa.types.is_floating(arrow_type) else "alone"
+    return kind  # integer, boolean, date
+
+
+def _collect(frame: DataFrame) -> pa.Table | None:
+    """A (small, reduced) DataFrame as one Arrow table, or None when it has no rows."""
+    batches = frame._collect_as_arrow()  # noqa: SLF001 - DataFrame.toArrow from Spark 4.0
+    return pa.Table.from_batches(batches) if batches else None
+
+
+def _column_array(table: pa.Table | None, name: str, arrow_type: pa.DataType) -> pa.Array:
+    if table is None:
+        return pa.array([], arrow_type)
+    return table.column(name).combine_chunks()
+
+
+def _counts(table: pa.Table | None) -> np.ndarray:
+    if table is None:
+        return np.zeros(0, dtype=np.int64)
+    counts = table.column("count").combine_chunks()
+    return np.asarray(counts.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _spark_failure(table: str, path: Any, exc: Exception) -> BronzeReadError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return BronzeReadError(table, path, f"Spark could not profile it: {first}")
+
+
+class SparkProfiler:
+    """Profiles Bronze tables with Spark reductions and the shared profiler's statistics."""
+
+    def __init__(self, settings: Settings, session: Any) -> None:
+        self.settings = settings
+        self.session = session
+        self.placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
+
+    # --- one table ---------------------------------------------------------------------------
+
+    def profile_table(self, table: str) -> TableProfile:
+        """Profile one Bronze table on all rows; BronzeReadError (naming the file) when Spark
+        cannot read it."""
+        started = time.perf_counter()
+        path, names, total_rows, typed_kinds = p._bronze_layout(self.settings, table)
+        try:
+            frame = self.session.read.parquet(str(path))
+            columns = self._profile_columns(frame, path, names, total_rows, typed_kinds)
+        except AimsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Py4J/Spark errors carry the cause in text
+            raise _spark_failure(table, path, exc) from None
+        profile = p.TableProfile(
+            table=table,
+            rows=total_rows,
+            columns=columns,
+            seconds=0.0,
+            empty=total_rows == 0,
+            path=str(path),
+            total_rows=total_rows,
+            sampled=False,
+        )
+        if total_rows:
+            try:
+                p._discover_keys(self.settings, profile, None, partial(_pair_key, frame))
+            except Exception as exc:  # noqa: BLE001
+                if isinstance(exc, AimsError):
+                    raise
+                raise _spark_failure(table, path, exc) from None
+        profile.seconds = round(time.perf_counter() - started, 3)
+        return profile
+
+    def profile_column(
+        self, settings: Settings, table: str, name: str, typed_kinds: dict[str, str] | None
+    ) -> ColumnProfile:
+        """One column of a table profiled by Spark (``profiling.ColumnProfiler``: the keys of
+        tables not profiled in this run, for reference discovery)."""
+        path, names, total_rows, kinds = p._bronze_layout(settings, table)
+        try:
+            frame = self.session.read.parquet(str(path))
+            return self._profile_columns(frame, path, [name], total_rows, typed_kinds or kinds)[0]
+        except AimsError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise _spark_failure(table, path, exc) from None
+
+    def _profile_columns(
+        self,
+        frame: DataFrame,
+        path: Any,
+        names: list[str],
+        rows: int,
+        typed_kinds: dict[str, str],
+    ) -> list[ColumnProfile]:
+        schema = pq.read_schema(path)  # the footer: the types the arrow engine decides on
+        types = {name: schema.field(name).type for name in names}
+        types = {n: t.value_type if pa.types.is_dictionary(t) else t for n, t in types.items()}
+        plans = {name: _plan(types[name]) for name in names}
+        stacked = [n for n in names if plans[n] in _STACKED]
+        done: dict[str, ColumnProfile] = {}
+        for name, values, counts in self._stacked_counts(frame, stacked, plans, rows):
+            done[name] = self._from_counts(name, rows, plans[name], types[name], values, counts,
+                                           typed_kinds)  # fmt: skip
+        for name in [n for n in names if plans[n] == "alone"]:
+            counted = _collect(frame.groupBy(_col(name).alias("v")).count())
+            values = _column_array(counted, "v", pa.null())
+            done[name] = self._from_counts(
+                name, rows, "alone", types[name], values, _counts(counted), typed_kinds
+            )
+        temporal = [n for n in names if plans[n] == "date"]
+        if temporal:
+            done.update(self._temporal(frame, temporal, types, rows))
+        return [done[name] for name in names]
+
+    # --- reductions --------------------------------------------------------------------------
+
+    def _stacked_counts(
+        self, frame: DataFrame, names: list[str], plans: dict[str, str], rows: int
+    ) -> Any:
+        """(column, distinct values, row counts) for the stacked columns, from one Spark job:
+        every column's (value, count) pairs, fetched to the driver a batch of columns at a
+        time."""
+        from pyspark.sql import functions as F
+
+        if not names:
+            return
+        empty = {
+            "s": F.lit(None).cast("string"),
+            "l": F.lit(None).cast("bigint"),
+            "d": F.lit(None).cast("double"),
+            "b": F.lit(None).cast("boolean"),
+        }
+        structs = []
+        for index, name in enumerate(names):
+            field = _STACKED[plans[name]]
+            col = _col(name)
+            if field == "s":
+                value = col.cast("string")
+            elif field == "l":
+                value = col.cast("bigint")
+            elif field == "d":
+                value = F.when(F.isnan(col), F.lit(None)).otherwise(col.cast("double"))
+            else:
+                value = col.cast("boolean")
+            parts = {**empty, field: value}
+            structs.append(
+                F.struct(
+                    F.lit(index).alias("i"), *(parts[k].alias(k) for k in ("s", "l", "d", "b"))
+                )
+            )
+        counted = (
+            frame.select(F.explode(F.array(*structs)).alias("v"))
+            .select("v.*")
+            .groupBy("i", "s", "l", "d", "b")
+            .count()
+        )
+        if rows * len(names) <= DRIVER_VALUES_MAX:
+            batches = [list(range(len(names)))]
+            cached = None
+        else:
+            cached = counted.persist()
+            sizes = {int(r["i"]): int(r["count"]) for r in cached.groupBy("i").count().collect()}
+            batches, batch, held = [], [], 0
+            for index in range(len(names)):
+                size = sizes.get(index, 0)
+                if batch and held + size > DRIVER_VALUES_MAX:
+                    batches.append(batch)
+                    batch, held = [], 0
+                batch.append(index)
+                held += size
+            if batch:
+                batches.append(batch)
+        try:
+            for batch in batches:
+                source = cached if cached is not None else counted
+                if len(batches) > 1:
+                    source = source.where(F.col("i").isin(batch))
+                got = _collect(source)
+                ids = (
+                    np.zeros(0, dtype=np.int64)
+                    if got is None
+                    else np.asarray(got.column("i").to_numpy(), dtype=np.int64)
+                )
+                for index in batch:
+                    field = _STACKED[plans[names[index]]]
+                    rows_of = np.flatnonzero(ids == index)
+                    if got is None:
+                        yield names[index], pa.array([], pa.null()), np.zeros(0, np.int64)
+                        continue
+                    part = got.take(pa.array(rows_of))
+                    yield names[index], part.column(field).combine_chunks(), _counts(part)
+        finally:
+            if cached is not None:
+                cached.unpersist()
+
+    def _from_counts(
+        self,
+        name: str,
+        rows: int,
+        plan: str,
+        arrow_type: pa.DataType,
+        values: pa.Array,
+        counts: np.ndarray,
+        typed_kinds: dict[str, str],
+    ) -> ColumnProfile:
+        """A column's profile from its distinct values (a null among them) and row counts."""
+        if plan == "text":
+            if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+                values = values.cast(pa.string())
+            kept = p._as_values(values, counts, self.placeholders)
+            return p._profile_text(name, rows, kept, True, typed_kinds)
+        present = values.is_valid()
+        weights = counts[np.asarray(present.to_numpy(zero_copy_only=False), dtype=bool)]
+        distinct = values.filter(present)
+        if plan == "alone" and pa.types.is_integer(arrow_type):
+            distinct = distinct.cast(arrow_type)  # uint64 read by Spark as decimal(20,0)
+        nonnull = int(weights.sum())
+        kind = p.typed_kind(arrow_type)
+        assert kind is not None
+        profile = p.typed_profile(name, rows, rows - nonnull, kind, arrow_type)
+        if nonnull == 0:
+            return profile
+        if not p.typed_figures(profile, distinct, weights):
+            # an unsigned 64-bit column past int64: the arrow engine profiles its text
+            texts = values.cast(pa.large_string())
+            kept = p._as_values(texts, counts, self.placeholders)
+            return p._profile_text(name, rows, kept, True, typed_kinds)
+        return profile
+
+    def _temporal(
+        self, frame: DataFrame, names: list[str], types: dict[str, pa.DataType], rows: int
+    ) -> dict[str, ColumnProfile]:
+        """Dates and timestamps: one aggregation (non-null and distinct counts, minimum and
+        maximum as UTC microseconds or days), turned back into Arrow scalars of the file's own
+        type for the ISO text."""
+        from pyspark.sql import functions as F
+
+        aggregates = []
+        for index, name in enumerate(names):
+            number = _temporal_number(name, types[name])
+            aggregates += [
+                F.count(_col(name)).alias(f"n{index}"),
+                F.countDistinct(_col(name)).alias(f"k{index}"),
+                F.min(number).alias(f"lo{index}"),
+                F.max(number).alias(f"hi{index}"),
+            ]
+        row = frame.agg(*aggregates).collect()[0]
+        out = {}
+        for index, name in enumerate(names):
+            arrow_type = types[name]
+            nonnull = int(row[f"n{index}"])
+            profile = p.typed_profile(name, rows, rows - nonnull, "date", arrow_type)
+            if nonnull:
+                low = _temporal_scalar(int(row[f"lo{index}"]), arrow_type)
+                high = _temporal_scalar(int(row[f"hi{index}"]), arrow_type)
+                p.temporal_figures(profile, int(row[f"k{index}"]), low, high)
+            out[name] = profile
+        return out
+
+
+def _temporal_number(name: str, arrow_type: pa.DataType) -> Column:
+    """Days (dates) or microseconds since the epoch (timestamps, as stored: the session time
+    zone is UTC), so no Python datetime conversion of the driver's time zone is involved."""
+    from pyspark.sql import functions as F
+
+    if pa.types.is_date(arrow_type):
+        return F.expr(f"unix_date({_quoted(name)})")
+    if pa.types.is_timestamp(arrow_type):
+        return F.expr(f"unix_micros(cast({_quoted(name)} as timestamp))")
+    raise EngineError(
+        f"column {name!r}: engine spark cannot profile {arrow_type} columns",
+        hint="profile this lake with engine: arrow",
     )
-    from ...profiling import profile_tables as arrow_profile
-
-    arrow = _with_engine(settings, "arrow")
-    return arrow_profile(arrow, **options)
 
 
-def _with_engine(settings: Settings, engine: str) -> Settings:
-    from dataclasses import replace
+def _temporal_scalar(number: int, arrow_type: pa.DataType) -> pa.Scalar:
+    """A day or microsecond count as an Arrow scalar of the column's type (its unit and time
+    zone), as the arrow engine's ``min_max`` returns it."""
+    if pa.types.is_date(arrow_type):
+        return pa.array([number], pa.date32()).cast(arrow_type)[0]
+    micros = pa.array([number], pa.timestamp("us", tz=arrow_type.tz))
+    return micros.cast(arrow_type)[0]
 
-    values = dict(settings.values)
-    values["engine"] = engine
-    return replace(settings, values=values)
+
+def _pair_key(
+    frame: DataFrame, settings: Settings, profile: TableProfile, sample_size: int | None
+) -> tuple[list[str], int] | None:
+    """``profiling._pair_key`` on Spark: the candidates' distinct canonical keys in one
+    aggregation, then each pair (the arrow engine's order) checked for a duplicate by Spark."""
+    from pyspark.sql import functions as F
+
+    from .masks import key_form
+
+    names = p.pair_columns(profile)
+    if names is None:
+        return None
+    dtypes = {f.name: f.dataType for f in frame.schema.fields}
+    keys = {name: key_form(_col(name), dtypes[name]) for name in names}
+    row = frame.agg(
+        *(F.countDistinct(keys[name]).alias(f"k{i}") for i, name in enumerate(names))
+    ).collect()[0]
+    distinct = {name: int(row[f"k{i}"]) for i, name in enumerate(names)}
+    for a, b in p.pair_order(profile, names, distinct, profile.rows):
+        pairs = frame.select(keys[a].alias("a"), keys[b].alias("b")).distinct().count()
+        if pairs == profile.rows:
+            return [a, b], 0
+    return None
+
+
+__all__ = ["DRIVER_VALUES_MAX", "SparkProfiler", "profile_tables"]
