@@ -890,11 +890,18 @@ def _set_value_counts(
     many = len(weights) > VALUE_COUNTS_MAX
     if many:
         threshold = np.partition(weights, -TOP_VALUES)[-TOP_VALUES]
-        picked = np.flatnonzero(weights >= threshold)
-        if isinstance(texts, list):
-            texts = [texts[i] for i in picked.tolist()]
-        else:
+        above = np.flatnonzero(weights > threshold)
+        ties = np.flatnonzero(weights == threshold)
+        if not isinstance(texts, list):
+            # the first of the values tied at the threshold, by value (Arrow sorts UTF-8 by
+            # code point, as Python compares str)
+            tied = texts.take(pa.array(ties))
+            first = _to_int(pc.sort_indices(tied))[: TOP_VALUES - above.size]
+            picked = np.concatenate((above, ties[first]))
             texts = texts.take(pa.array(picked))
+        else:
+            picked = np.concatenate((above, ties))
+            texts = [texts[i] for i in picked.tolist()]
         weights = weights[picked]
     if not isinstance(texts, list):
         texts = texts.to_pylist()

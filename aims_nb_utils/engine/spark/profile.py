@@ -37,6 +37,7 @@ timestamps, TIME columns, unsigned 64-bit integers are profiled as decimals of t
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -59,9 +60,11 @@ if TYPE_CHECKING:
 # Distinct values brought to the driver at once (a column with more comes alone).
 DRIVER_VALUES_MAX = 2_000_000
 
-# How a column is reduced: stacked in the table's count job (in one of its value fields),
-# counted alone (decimals: exact values), or aggregated (dates and timestamps).
-_STACKED = {"text": "s", "integer": "l", "boolean": "b", "float": "d"}
+# How a column is reduced: in the table's count job, in one of its value fields (decimals as
+# their unscaled integer, dates as days, timestamps as microseconds), or counted alone (wide
+# decimals, unsigned 64-bit integers: their exact values come back).
+_STACKED = {"text": "s", "integer": "l", "boolean": "b", "float": "d", "decimal": "l", "date": "l"}
+_UNSCALED_MAX_PRECISION = 18  # decimals up to this precision travel as an int64 unscaled value
 
 
 def profile_tables(
@@ -76,7 +79,8 @@ def profile_tables(
 ) -> ProfileRun:
     """``profiling.profile_tables`` with the statistics computed by Spark (module docstring).
 
-    ``max_workers`` is ignored: Spark parallelises inside a table, tables run one at a time.
+    Spark parallelises inside a table; ``max_workers`` tables (default 2) are submitted side by
+    side from driver threads.
     """
     from tqdm.auto import tqdm
 
@@ -96,11 +100,25 @@ def profile_tables(
     profiler = SparkProfiler(settings, get_session())
     profiles: dict[str, TableProfile] = {}
     errors: dict[str, str] = {}
-    for table in tqdm(tables, desc="profile", unit="table", disable=not progress):
+
+    def one(table: str) -> tuple[str, TableProfile | None, str | None]:
         try:
-            profiles[table] = profiler.profile_table(table)
+            return table, profiler.profile_table(table), None
         except AimsError as exc:
-            errors[table] = str(exc)
+            return table, None, str(exc)
+
+    # Spark's jobs are short on small tables and much of their time is scheduling: a few tables
+    # submitted side by side (threads of the driver) keep the executors busy.
+    workers = max(1, min(len(tables), int(max_workers or settings.max_workers or 2)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = pool.map(one, tables)
+        for table, profile, error in tqdm(
+            done, total=len(tables), desc="profile", unit="table", disable=not progress
+        ):
+            if profile is not None:
+                profiles[table] = profile
+            else:
+                errors[table] = error or "unknown error"
     return p.finish_run(
         settings, tables, profiles, errors, run_id, started, int(history), force,
         profiler.profile_column,
@@ -130,7 +148,14 @@ def _plan(arrow_type: pa.DataType) -> str:
     if kind == "integer" and pa.types.is_uint64(arrow_type):
         return "alone"  # Spark reads it as decimal(20,0): counted alone, cast back
     if kind == "decimal":
-        return "float" if pa.types.is_floating(arrow_type) else "alone"
+        if pa.types.is_floating(arrow_type):
+            return "float"
+        return "decimal" if arrow_type.precision <= _UNSCALED_MAX_PRECISION else "alone"
+    if kind == "date" and not (pa.types.is_date(arrow_type) or pa.types.is_timestamp(arrow_type)):
+        raise EngineError(
+            f"engine spark cannot profile {arrow_type} columns (Spark reads no TIME type)",
+            hint="profile this lake with engine: arrow",
+        )
     return kind  # integer, boolean, date
 
 
@@ -228,7 +253,7 @@ class SparkProfiler:
         plans = {name: _plan(types[name]) for name in names}
         stacked = [n for n in names if plans[n] in _STACKED]
         done: dict[str, ColumnProfile] = {}
-        for name, values, counts in self._stacked_counts(frame, stacked, plans, rows):
+        for name, values, counts in self._stacked_counts(frame, stacked, plans, types, rows):
             done[name] = self._from_counts(name, rows, plans[name], types[name], values, counts,
                                            typed_kinds)  # fmt: skip
         for name in [n for n in names if plans[n] == "alone"]:
@@ -237,15 +262,17 @@ class SparkProfiler:
             done[name] = self._from_counts(
                 name, rows, "alone", types[name], values, _counts(counted), typed_kinds
             )
-        temporal = [n for n in names if plans[n] == "date"]
-        if temporal:
-            done.update(self._temporal(frame, temporal, types, rows))
         return [done[name] for name in names]
 
     # --- reductions --------------------------------------------------------------------------
 
     def _stacked_counts(
-        self, frame: DataFrame, names: list[str], plans: dict[str, str], rows: int
+        self,
+        frame: DataFrame,
+        names: list[str],
+        plans: dict[str, str],
+        types: dict[str, pa.DataType],
+        rows: int,
     ) -> Any:
         """(column, distinct values, row counts) for the stacked columns, from one Spark job:
         every column's (value, count) pairs, fetched to the driver a batch of columns at a
@@ -266,6 +293,10 @@ class SparkProfiler:
             col = _col(name)
             if field == "s":
                 value = col.cast("string")
+            elif plans[name] == "decimal":
+                value = _unscaled(name, types[name])
+            elif plans[name] == "date":
+                value = _temporal_number(name, types[name])
             elif field == "l":
                 value = col.cast("bigint")
             elif field == "d":
@@ -344,11 +375,19 @@ class SparkProfiler:
         distinct = values.filter(present)
         if plan == "alone" and pa.types.is_integer(arrow_type):
             distinct = distinct.cast(arrow_type)  # uint64 read by Spark as decimal(20,0)
+        elif plan == "decimal":
+            distinct = _decimals(distinct, arrow_type)
         nonnull = int(weights.sum())
         kind = p.typed_kind(arrow_type)
         assert kind is not None
         profile = p.typed_profile(name, rows, rows - nonnull, kind, arrow_type)
         if nonnull == 0:
+            return profile
+        if plan == "date":
+            numbers = np.asarray(distinct.to_numpy(zero_copy_only=False), dtype=np.int64)
+            low = _temporal_scalar(int(numbers.min()), arrow_type)
+            high = _temporal_scalar(int(numbers.max()), arrow_type)
+            p.temporal_figures(profile, int(numbers.size), low, high)
             return profile
         if not p.typed_figures(profile, distinct, weights):
             # an unsigned 64-bit column past int64: the arrow engine profiles its text
@@ -356,36 +395,6 @@ class SparkProfiler:
             kept = p._as_values(texts, counts, self.placeholders)
             return p._profile_text(name, rows, kept, True, typed_kinds)
         return profile
-
-    def _temporal(
-        self, frame: DataFrame, names: list[str], types: dict[str, pa.DataType], rows: int
-    ) -> dict[str, ColumnProfile]:
-        """Dates and timestamps: one aggregation (non-null and distinct counts, minimum and
-        maximum as UTC microseconds or days), turned back into Arrow scalars of the file's own
-        type for the ISO text."""
-        from pyspark.sql import functions as F
-
-        aggregates = []
-        for index, name in enumerate(names):
-            number = _temporal_number(name, types[name])
-            aggregates += [
-                F.count(_col(name)).alias(f"n{index}"),
-                F.countDistinct(_col(name)).alias(f"k{index}"),
-                F.min(number).alias(f"lo{index}"),
-                F.max(number).alias(f"hi{index}"),
-            ]
-        row = frame.agg(*aggregates).collect()[0]
-        out = {}
-        for index, name in enumerate(names):
-            arrow_type = types[name]
-            nonnull = int(row[f"n{index}"])
-            profile = p.typed_profile(name, rows, rows - nonnull, "date", arrow_type)
-            if nonnull:
-                low = _temporal_scalar(int(row[f"lo{index}"]), arrow_type)
-                high = _temporal_scalar(int(row[f"hi{index}"]), arrow_type)
-                p.temporal_figures(profile, int(row[f"k{index}"]), low, high)
-            out[name] = profile
-        return out
 
 
 def _temporal_number(name: str, arrow_type: pa.DataType) -> Column:
@@ -401,6 +410,27 @@ def _temporal_number(name: str, arrow_type: pa.DataType) -> Column:
         f"column {name!r}: engine spark cannot profile {arrow_type} columns",
         hint="profile this lake with engine: arrow",
     )
+
+
+def _unscaled(name: str, arrow_type: pa.DataType) -> Column:
+    """A decimal(p <= 18, s) column as its unscaled bigint (exact: 12.34 -> 1234)."""
+    from pyspark.sql import functions as F
+
+    scale = arrow_type.scale
+    factor = f"CAST(1{'0' * scale} AS DECIMAL({scale + 1},0))"
+    return F.expr(f"CAST({_quoted(name)} * {factor} AS BIGINT)")
+
+
+def _decimals(unscaled: pa.Array, arrow_type: pa.DataType) -> pa.Array:
+    """Unscaled int64 values back as the column's decimal128 (two's complement, 16 bytes each):
+    the arrow engine's own values, which it converts to numbers itself."""
+    low = np.asarray(unscaled.to_numpy(zero_copy_only=False), dtype="<i8")
+    words = np.empty((low.size, 2), dtype="<i8")
+    words[:, 0] = low
+    words[:, 1] = np.where(low < 0, -1, 0)
+    data = pa.py_buffer(words.tobytes())
+    return pa.Array.from_buffers(pa.decimal128(arrow_type.precision, arrow_type.scale),
+                                 low.size, [None, data])  # fmt: skip
 
 
 def _temporal_scalar(number: int, arrow_type: pa.DataType) -> pa.Scalar:
