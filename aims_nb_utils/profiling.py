@@ -7,6 +7,12 @@ when asked), column by column with ``pyarrow.compute`` and numpy (no per-row Pyt
 legacy layout (validation_name, description, generated_at, data_source, quality_thresholds,
 expectations).
 
+The statistics are computed from a column's values or its (distinct value, row count) pairs
+(``_as_values``, ``_profile_text``, ``typed_figures``, ``temporal_figures``): the spark engine
+(``engine/spark/profile.py``) has Spark compute those pairs and calls the same functions, the
+same key search order (``pair_columns``, ``pair_order``) and the same end of the run
+(``finish_run``), so both engines write the same rule files.
+
 How rules are calibrated (what a reviewer can rely on)
 ------------------------------------------------------
 * ``mostly`` = observed share of rows the rule accepts, minus ``settings.null_tolerance``

@@ -4,10 +4,11 @@ The rule files must be the arrow engine's, byte for byte, so the statistics and 
 computed by the same code (``aims_nb_utils.profiling``), and Spark computes what that code reads:
 
 * per table, one Spark job counts every column's distinct values (``groupBy(column, value)``
-  over the columns stacked with ``explode``): text, integers, booleans and floats. Decimal
-  columns are counted by a job of their own (their exact decimal values come back, so Arrow
-  converts them to numbers as the arrow engine does), dates and timestamps by one aggregation
-  (non-null count, distinct count, minimum, maximum);
+  over the columns stacked with ``explode``): text, integers, booleans, floats, decimals of up
+  to 18 digits (as their exact unscaled int64, rebuilt as the file's decimal128 on the driver,
+  so Arrow converts them to numbers as the arrow engine does), dates (days) and timestamps
+  (microseconds, rebuilt as the file's own unit and time zone for the ISO text). Wider decimals
+  and unsigned 64-bit integers are counted by a job of their own;
 * the driver receives, as Arrow, the distinct values of the columns with their row counts (a
   table's columns at once when rows x columns is small, else batches of columns within
   ``DRIVER_VALUES_MAX`` distinct values, a larger column alone) and hands them to
@@ -29,9 +30,13 @@ Driver memory: the distinct values (and counts) of the columns being finished, i
 unique on every row brings all its values (the arrow engine holds the same: reference discovery
 needs every key). References hold the key of every parent table, as in the arrow engine.
 
-Not supported (a clear error, or use ``engine: arrow``): ``sample_size`` (Spark has no "first
-rows" of a file; every row is profiled), and Bronze types Spark 3.5 cannot read (nanosecond
-timestamps, TIME columns, unsigned 64-bit integers are profiled as decimals of their text).
+Not supported (a clear error; use ``engine: arrow``): ``sample_size`` (Spark has no "first
+rows" of a file; every row is profiled), and Bronze types Spark 3.5 cannot read (TIME columns,
+nanosecond timestamps). A high-cardinality text column always gets ``distinct_count`` and
+``top_values`` here (the arrow engine counts a column only when its first rows repeat); no rule
+reads them. One corner case could differ: a column whose first rows hold over 200 distinct
+values, placeholders included, but at most 200 real ones is counted here (a value set may be
+suggested) and not by the arrow engine.
 """
 
 from __future__ import annotations
