@@ -166,7 +166,11 @@ def _plan(arrow_type: pa.DataType) -> str:
 
 def _collect(frame: DataFrame) -> pa.Table | None:
     """A (small, reduced) DataFrame as one Arrow table, or None when it has no rows."""
-    batches = frame._collect_as_arrow()  # noqa: SLF001 - DataFrame.toArrow from Spark 4.0
+    to_arrow = getattr(frame, "toArrow", None)  # Spark 4.0 and Spark Connect
+    if to_arrow is not None:
+        table = to_arrow()
+        return table if table.num_rows else None
+    batches = frame._collect_as_arrow()  # noqa: SLF001 - Spark 3.5's way to collect as Arrow
     return pa.Table.from_batches(batches) if batches else None
 
 
