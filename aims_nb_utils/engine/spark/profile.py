@@ -3,20 +3,20 @@
 The rule files must be the arrow engine's, byte for byte, so the statistics and the rules are
 computed by the same code (``aims_nb_utils.profiling``), and Spark computes what that code reads:
 
-* per table, one Spark job counts every column's distinct values (``groupBy(column, value)``
-  over the columns stacked with ``explode``): text, integers, booleans, floats, decimals of up
-  to 18 digits (as their exact unscaled int64, rebuilt as the file's decimal128 on the driver,
-  so Arrow converts them to numbers as the arrow engine does), dates (days) and timestamps
-  (microseconds, rebuilt as the file's own unit and time zone for the ISO text). Wider decimals
-  and unsigned 64-bit integers are counted by a job of their own;
-* the driver receives, as Arrow, the distinct values of the columns with their row counts (a
-  table's columns at once when rows x columns is small, else batches of columns within
-  ``DRIVER_VALUES_MAX`` distinct values, a larger column alone) and hands them to
-  ``profiling._as_values``/``_profile_text`` and ``typed_figures``/``temporal_figures``:
-  nulls and placeholders, lengths, type inference and conformance, ranges and outliers, value
-  sets, codes and integer keys are the arrow engine's functions on the same (value, count)
-  pairs. Nothing reads a table's rows on the driver; the parquet footer is read for the column
-  types (the arrow engine decides on those);
+* a table whose rows x columns is at most ``DRIVER_VALUES_MAX`` is counted by one Spark job:
+  ``groupBy(column, value).count()`` over its columns stacked with ``explode``; a larger table
+  by one ``groupBy(value).count()`` job per column, ``COLUMNS_AT_ONCE`` columns in flight.
+  Values are kept as text, integers, booleans and floats; decimals of up to 18 digits as their
+  exact unscaled int64 (rebuilt as the file's decimal128 on the driver, so Arrow converts them
+  to numbers as the arrow engine does), dates as days and timestamps as microseconds (rebuilt
+  in the file's own unit and time zone for the ISO text); wider decimals and unsigned 64-bit
+  integers as their own values;
+* the driver receives each column's distinct values with their row counts as Arrow and hands
+  them to ``profiling._as_values``/``_profile_text`` and ``typed_figures``/
+  ``temporal_figures``: nulls and placeholders, lengths, type inference and conformance,
+  ranges and outliers, value sets, codes and integer keys are the arrow engine's functions on
+  the same (value, count) pairs. Nothing reads a table's rows on the driver; the parquet
+  footer is read for the column types (the arrow engine decides on those);
 * a two-column key (``profiling._discover_keys`` when no column is a key) is checked by Spark:
   one aggregation for the candidates' distinct canonical keys (``masks.key_form``), then one
   ``distinct().count()`` per pair tried, in the arrow engine's order (``pair_order``);
@@ -25,10 +25,11 @@ computed by the same code (``aims_nb_utils.profiling``), and Spark computes what
   codes sorted) as in the arrow engine; the keys of a table not profiled in the run are
   profiled by Spark column by column (``profile_column``).
 
-Driver memory: the distinct values (and counts) of the columns being finished, i.e. at most
-``DRIVER_VALUES_MAX`` values or one column's distinct values, whichever is more; an ID column
-unique on every row brings all its values (the arrow engine holds the same: reference discovery
-needs every key). References hold the key of every parent table, as in the arrow engine.
+Driver memory: the distinct values (and counts) of the columns being finished: a small
+table's columns (at most ``DRIVER_VALUES_MAX`` values), or ``COLUMNS_AT_ONCE`` columns of a
+large one, per table in flight (``max_workers`` tables). An ID column unique on every row brings
+all its values, and a key's values stay in its profile until references are found: the arrow
+engine holds the same (reference discovery needs every key).
 
 Not supported (a clear error; use ``engine: arrow``): ``sample_size`` (Spark has no "first
 rows" of a file; every row is profiled), and Bronze types Spark 3.5 cannot read (TIME columns,
@@ -62,8 +63,11 @@ if TYPE_CHECKING:
     from ...profiling import ColumnProfile, ProfileRun, TableProfile
     from ...settings import Settings
 
-# Distinct values brought to the driver at once (a column with more comes alone).
+# A table whose rows x columns is at most this is counted in one job (its columns' distinct
+# values, at most this many, reach the driver together); a larger one column by column, with
+# this many columns in flight.
 DRIVER_VALUES_MAX = 2_000_000
+COLUMNS_AT_ONCE = 2
 
 # How a column is reduced: in the table's count job, in one of its value fields (decimals as
 # their unscaled integer, dates as days, timestamps as microseconds), or counted alone (wide
@@ -256,21 +260,36 @@ class SparkProfiler:
         rows: int,
         typed_kinds: dict[str, str],
     ) -> list[ColumnProfile]:
+        """Profiles of ``names``: a small table's columns from one Spark job (stacked), a large
+        table's from one job per column, COLUMNS_AT_ONCE of them in flight, each column
+        finished as its counts arrive."""
         schema = pq.read_schema(path)  # the footer: the types the arrow engine decides on
         types = {name: schema.field(name).type for name in names}
         types = {n: t.value_type if pa.types.is_dictionary(t) else t for n, t in types.items()}
         plans = {name: _plan(types[name]) for name in names}
-        stacked = [n for n in names if plans[n] in _STACKED]
-        done: dict[str, ColumnProfile] = {}
-        for name, values, counts in self._stacked_counts(frame, stacked, plans, types, rows):
-            done[name] = self._from_counts(name, rows, plans[name], types[name], values, counts,
-                                           typed_kinds)  # fmt: skip
-        for name in [n for n in names if plans[n] == "alone"]:
-            counted = _collect(frame.groupBy(_col(name).alias("v")).count())
+
+        def finish(name: str, counted: pa.Table | None) -> ColumnProfile:
             values = _column_array(counted, "v", pa.null())
-            done[name] = self._from_counts(
-                name, rows, "alone", types[name], values, _counts(counted), typed_kinds
+            return self._from_counts(
+                name, rows, plans[name], types[name], values, _counts(counted), typed_kinds
             )
+
+        stacked = [n for n in names if plans[n] != "alone"]
+        alone = [n for n in names if plans[n] == "alone"]
+        done: dict[str, ColumnProfile] = {}
+        if rows * len(stacked) <= DRIVER_VALUES_MAX:
+            for name, counted in self._stacked_counts(frame, stacked, plans, types):
+                done[name] = finish(name, counted)
+        else:
+            alone = stacked + alone
+
+        def one(name: str) -> ColumnProfile:
+            value = _value(name, plans[name], types[name])
+            return finish(name, _collect(frame.select(value.alias("v")).groupBy("v").count()))
+
+        if alone:
+            with ThreadPoolExecutor(max_workers=min(len(alone), COLUMNS_AT_ONCE)) as pool:
+                done.update(zip(alone, pool.map(one, alone), strict=True))
         return [done[name] for name in names]
 
     # --- reductions --------------------------------------------------------------------------
@@ -281,11 +300,9 @@ class SparkProfiler:
         names: list[str],
         plans: dict[str, str],
         types: dict[str, pa.DataType],
-        rows: int,
     ) -> Any:
-        """(column, distinct values, row counts) for the stacked columns, from one Spark job:
-        every column's (value, count) pairs, fetched to the driver a batch of columns at a
-        time."""
+        """(column, its (v, count) pairs) for the columns of a small table, from one Spark job
+        over the columns stacked with ``explode`` (one value field per Spark type)."""
         from pyspark.sql import functions as F
 
         if not names:
@@ -298,70 +315,26 @@ class SparkProfiler:
         }
         structs = []
         for index, name in enumerate(names):
-            field = _STACKED[plans[name]]
-            col = _col(name)
-            if field == "s":
-                value = col.cast("string")
-            elif plans[name] == "decimal":
-                value = _unscaled(name, types[name])
-            elif plans[name] == "date":
-                value = _temporal_number(name, types[name])
-            elif field == "l":
-                value = col.cast("bigint")
-            elif field == "d":
-                value = F.when(F.isnan(col), F.lit(None)).otherwise(col.cast("double"))
-            else:
-                value = col.cast("boolean")
-            parts = {**empty, field: value}
+            parts = {**empty, _STACKED[plans[name]]: _value(name, plans[name], types[name])}
             structs.append(
                 F.struct(
                     F.lit(index).alias("i"), *(parts[k].alias(k) for k in ("s", "l", "d", "b"))
                 )
             )
-        counted = (
+        counted = _collect(
             frame.select(F.explode(F.array(*structs)).alias("v"))
             .select("v.*")
             .groupBy("i", "s", "l", "d", "b")
             .count()
         )
-        if rows * len(names) <= DRIVER_VALUES_MAX:
-            batches = [list(range(len(names)))]
-            cached = None
-        else:
-            cached = counted.persist()
-            sizes = {int(r["i"]): int(r["count"]) for r in cached.groupBy("i").count().collect()}
-            batches, batch, held = [], [], 0
-            for index in range(len(names)):
-                size = sizes.get(index, 0)
-                if batch and held + size > DRIVER_VALUES_MAX:
-                    batches.append(batch)
-                    batch, held = [], 0
-                batch.append(index)
-                held += size
-            if batch:
-                batches.append(batch)
-        try:
-            for batch in batches:
-                source = cached if cached is not None else counted
-                if len(batches) > 1:
-                    source = source.where(F.col("i").isin(batch))
-                got = _collect(source)
-                ids = (
-                    np.zeros(0, dtype=np.int64)
-                    if got is None
-                    else np.asarray(got.column("i").to_numpy(), dtype=np.int64)
-                )
-                for index in batch:
-                    field = _STACKED[plans[names[index]]]
-                    rows_of = np.flatnonzero(ids == index)
-                    if got is None:
-                        yield names[index], pa.array([], pa.null()), np.zeros(0, np.int64)
-                        continue
-                    part = got.take(pa.array(rows_of))
-                    yield names[index], part.column(field).combine_chunks(), _counts(part)
-        finally:
-            if cached is not None:
-                cached.unpersist()
+        ids = None if counted is None else np.asarray(counted.column("i").to_numpy(), np.int64)
+        for index, name in enumerate(names):
+            if counted is None or ids is None:
+                yield name, None
+                continue
+            part = counted.take(pa.array(np.flatnonzero(ids == index)))
+            field = _STACKED[plans[name]]
+            yield name, pa.table({"v": part.column(field), "count": part.column("count")})
 
     def _from_counts(
         self,
@@ -421,6 +394,26 @@ def _temporal_number(name: str, arrow_type: pa.DataType) -> Column:
     )
 
 
+def _value(name: str, plan: str, arrow_type: pa.DataType) -> Column:
+    """The column as the value its counts are kept by (see ``_STACKED``)."""
+    from pyspark.sql import functions as F
+
+    col = _col(name)
+    if plan == "text":
+        return col.cast("string")
+    if plan == "decimal":
+        return _unscaled(name, arrow_type)
+    if plan == "date":
+        return _temporal_number(name, arrow_type)
+    if plan == "integer":
+        return col.cast("bigint")
+    if plan == "float":
+        return F.when(F.isnan(col), F.lit(None)).otherwise(col.cast("double"))
+    if plan == "boolean":
+        return col.cast("boolean")
+    return col  # alone: the column's own values
+
+
 def _unscaled(name: str, arrow_type: pa.DataType) -> Column:
     """A decimal(p <= 18, s) column as its unscaled bigint (exact: 12.34 -> 1234)."""
     from pyspark.sql import functions as F
@@ -476,4 +469,4 @@ def _pair_key(
     return None
 
 
-__all__ = ["DRIVER_VALUES_MAX", "SparkProfiler", "profile_tables"]
+__all__ = ["COLUMNS_AT_ONCE", "DRIVER_VALUES_MAX", "SparkProfiler", "profile_tables"]
