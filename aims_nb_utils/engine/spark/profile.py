@@ -285,7 +285,7 @@ class SparkProfiler:
 
         def one(name: str) -> ColumnProfile:
             value = _value(name, plans[name], types[name])
-            return finish(name, _collect(frame.select(value.alias("v")).groupBy("v").count()))
+            return finish(name, _collect(frame.selectExpr(f"{value} AS v").groupBy("v").count()))
 
         if alone:
             with ThreadPoolExecutor(max_workers=min(len(alone), COLUMNS_AT_ONCE)) as pool:
@@ -303,29 +303,10 @@ class SparkProfiler:
     ) -> Any:
         """(column, its (v, count) pairs) for the columns of a small table, from one Spark job
         over the columns stacked with ``explode`` (one value field per Spark type)."""
-        from pyspark.sql import functions as F
-
         if not names:
             return
-        empty = {
-            "s": F.lit(None).cast("string"),
-            "l": F.lit(None).cast("bigint"),
-            "d": F.lit(None).cast("double"),
-            "b": F.lit(None).cast("boolean"),
-        }
-        structs = []
-        for index, name in enumerate(names):
-            parts = {**empty, _STACKED[plans[name]]: _value(name, plans[name], types[name])}
-            structs.append(
-                F.struct(
-                    F.lit(index).alias("i"), *(parts[k].alias(k) for k in ("s", "l", "d", "b"))
-                )
-            )
         counted = _collect(
-            frame.select(F.explode(F.array(*structs)).alias("v"))
-            .select("v.*")
-            .groupBy("i", "s", "l", "d", "b")
-            .count()
+            frame.selectExpr(_stack(names, plans, types)).groupBy("i", "s", "l", "d", "b").count()
         )
         ids = None if counted is None else np.asarray(counted.column("i").to_numpy(), np.int64)
         for index, name in enumerate(names):
@@ -379,48 +360,49 @@ class SparkProfiler:
         return profile
 
 
-def _temporal_number(name: str, arrow_type: pa.DataType) -> Column:
-    """Days (dates) or microseconds since the epoch (timestamps, as stored: the session time
-    zone is UTC), so no Python datetime conversion of the driver's time zone is involved."""
-    from pyspark.sql import functions as F
-
+def _temporal_number(name: str, arrow_type: pa.DataType) -> str:
+    """SQL of days (dates) or microseconds since the epoch (timestamps, as stored: the session
+    time zone is UTC), so no Python datetime conversion of the driver's time zone is involved."""
     if pa.types.is_date(arrow_type):
-        return F.expr(f"unix_date({_quoted(name)})")
-    if pa.types.is_timestamp(arrow_type):
-        return F.expr(f"unix_micros(cast({_quoted(name)} as timestamp))")
-    raise EngineError(
-        f"column {name!r}: engine spark cannot profile {arrow_type} columns",
-        hint="profile this lake with engine: arrow",
-    )
+        return f"unix_date({_quoted(name)})"
+    return f"unix_micros(CAST({_quoted(name)} AS TIMESTAMP))"
 
 
-def _value(name: str, plan: str, arrow_type: pa.DataType) -> Column:
-    """The column as the value its counts are kept by (see ``_STACKED``)."""
-    from pyspark.sql import functions as F
+_SQL_TYPES = {"s": "STRING", "l": "BIGINT", "d": "DOUBLE", "b": "BOOLEAN"}
 
-    col = _col(name)
+
+def _value(name: str, plan: str, arrow_type: pa.DataType) -> str:
+    """SQL of the column as the value its counts are kept by (see ``_STACKED``): one string
+    per column, so a table's plan costs the driver a few calls, not a few per column."""
+    col = _quoted(name)
     if plan == "text":
-        return col.cast("string")
-    if plan == "decimal":
-        return _unscaled(name, arrow_type)
+        return f"CAST({col} AS STRING)"
+    if plan == "decimal":  # the unscaled bigint, exact: 12.34 (scale 2) -> 1234
+        scale = arrow_type.scale
+        return f"CAST({col} * CAST(1{'0' * scale} AS DECIMAL({scale + 1},0)) AS BIGINT)"
     if plan == "date":
-        return _temporal_number(name, arrow_type)
+        return f"CAST({_temporal_number(name, arrow_type)} AS BIGINT)"
     if plan == "integer":
-        return col.cast("bigint")
+        return f"CAST({col} AS BIGINT)"
     if plan == "float":
-        return F.when(F.isnan(col), F.lit(None)).otherwise(col.cast("double"))
+        return f"CASE WHEN isnan({col}) THEN NULL ELSE CAST({col} AS DOUBLE) END"
     if plan == "boolean":
-        return col.cast("boolean")
+        return f"CAST({col} AS BOOLEAN)"
     return col  # alone: the column's own values
 
 
-def _unscaled(name: str, arrow_type: pa.DataType) -> Column:
-    """A decimal(p <= 18, s) column as its unscaled bigint (exact: 12.34 -> 1234)."""
-    from pyspark.sql import functions as F
-
-    scale = arrow_type.scale
-    factor = f"CAST(1{'0' * scale} AS DECIMAL({scale + 1},0))"
-    return F.expr(f"CAST({_quoted(name)} * {factor} AS BIGINT)")
+def _stack(names: list[str], plans: dict[str, str], types: dict[str, pa.DataType]) -> str:
+    """``stack`` SQL giving one (i, s, l, d, b) row per column of each row, the column's value
+    in its field and null in the others."""
+    rows = []
+    for index, name in enumerate(names):
+        field = _STACKED[plans[name]]
+        parts = [
+            _value(name, plans[name], types[name]) if key == field else f"CAST(NULL AS {sql})"
+            for key, sql in _SQL_TYPES.items()
+        ]
+        rows.append(", ".join([str(index), *parts]))
+    return f"stack({len(names)}, {', '.join(rows)}) AS (i, s, l, d, b)"
 
 
 def _decimals(unscaled: pa.Array, arrow_type: pa.DataType) -> pa.Array:
