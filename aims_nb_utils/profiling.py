@@ -7,6 +7,12 @@ when asked), column by column with ``pyarrow.compute`` and numpy (no per-row Pyt
 legacy layout (validation_name, description, generated_at, data_source, quality_thresholds,
 expectations).
 
+The statistics are computed from a column's values or its (distinct value, row count) pairs
+(``_as_values``, ``_profile_text``, ``typed_figures``, ``temporal_figures``): the spark engine
+(``engine/spark/profile.py``) has Spark compute those pairs and calls the same functions, the
+same key search order (``pair_columns``, ``pair_order``) and the same end of the run
+(``finish_run``), so both engines write the same rule files.
+
 How rules are calibrated (what a reviewer can rely on)
 ------------------------------------------------------
 * ``mostly`` = observed share of rows the rule accepts, minus ``settings.null_tolerance``
@@ -116,7 +122,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
@@ -367,6 +373,13 @@ class ProfileRun:
         return "failed" if self.errors else "success"
 
 
+# How an engine profiles one Bronze column on all its rows (settings, table, column, the kinds
+# the file stores typed), and searches a two-column key (settings, profile, sample size): the
+# arrow engine's are ``_read_column_profile`` and ``_pair_key``.
+ColumnProfiler = Callable[[Settings, str, str, dict[str, str] | None], ColumnProfile]
+PairSearch = Callable[[Settings, TableProfile, int | None], tuple[list[str], int] | None]
+
+
 # --- reading ----------------------------------------------------------------------------------
 
 
@@ -510,6 +523,16 @@ def _split_nulls(column: pa.ChunkedArray, placeholders: pa.Array) -> tuple[_Valu
         counted = True
     else:
         values, weights, counted = column, None, False
+    return _as_values(values, weights, placeholders), counted
+
+
+def _as_values(
+    values: pa.ChunkedArray | pa.Array, weights: np.ndarray | None, placeholders: pa.Array
+) -> _Values:
+    """Text values (the distinct values when ``weights`` holds their row counts, else the rows)
+    as :class:`_Values`, placeholders null. An engine that counts values itself (the spark
+    engine's aggregation) hands its distinct values and counts in here."""
+    counted = weights is not None
     lengths = _to_int(pc.utf8_length(values))
     keep = _to_bool(pc.is_valid(values))
     longest = max((len(p.as_py()) for p in placeholders), default=-1)
@@ -525,7 +548,7 @@ def _split_nulls(column: pa.ChunkedArray, placeholders: pa.Array) -> tuple[_Valu
         # One copy with '' for real nulls (``keep`` already says they are null) spares every
         # later kernel result its own null handling; not worth it for long free text.
         values = pc.fill_null(values, "")
-    return _Values(values, weights, keep, lengths), counted
+    return _Values(values, weights, keep, lengths)
 
 
 def _regex(values: pa.Array | pa.ChunkedArray, pattern: str) -> np.ndarray:
@@ -724,8 +747,18 @@ def _profile_column(
         typed = _profile_typed(name, column)
         if typed is not None:
             return typed
-    rows = len(column)
     values, counted = _split_nulls(_as_text(column), placeholders)
+    return _profile_text(name, len(column), values, counted, typed_kinds)
+
+
+def _profile_text(
+    name: str,
+    rows: int,
+    values: _Values,
+    counted: bool,
+    typed_kinds: dict[str, str] | None = None,
+) -> ColumnProfile:
+    """Figures of a text column from its :class:`_Values` (rows, or distinct values counted)."""
     nonnull = values.total
     profile = ColumnProfile(
         name=name,
@@ -749,8 +782,8 @@ def _profile_column(
     profile.length_bound, profile.length_outliers = _robust_length_bound(hist)
 
     if counted:
-        weights = values.weights
-        _set_value_counts(profile, values.values.to_pylist(), weights)
+        assert values.weights is not None
+        _set_value_counts(profile, values.values, values.weights)
 
     conform = None
     for vtype in TYPE_ORDER:
@@ -831,7 +864,8 @@ def _text_reason(vtype: str, values: _Values, typed_kinds: dict[str, str]) -> st
     leading = _regex(values.values, r"^-?0[0-9]") & values.keep
     if not leading.any():
         return None
-    example = values.values[int(np.flatnonzero(leading)[0])].as_py()
+    # The smallest such value: the same example whatever order the values were counted in.
+    example = pc.min(values.values.filter(pa.array(leading))).as_py()
     return (
         f"{values.weight(leading)} values have a leading zero (e.g. {example!r}): a code, not "
         "a number, kept as text"
@@ -850,12 +884,37 @@ def _is_text_column(arrow_type: pa.DataType) -> bool:
     return _is_text(arrow_type) or pa.types.is_null(arrow_type)
 
 
-def _set_value_counts(profile: ColumnProfile, texts: list[Any], weights: np.ndarray) -> None:
+def _set_value_counts(
+    profile: ColumnProfile, texts: list[Any] | pa.Array | pa.ChunkedArray, weights: np.ndarray
+) -> None:
+    """Top values, value counts (up to VALUE_COUNTS_MAX values) and duplicate rows.
+
+    Of many values only those counted at least as often as the TOP_VALUES-th most frequent can
+    be top values: only they are sorted (ties by value, as a full sort would)."""
+    weights = np.asarray(weights, dtype=np.int64)
+    profile.duplicate_rows = int(weights[weights > 1].sum())
+    many = len(weights) > VALUE_COUNTS_MAX
+    if many:
+        threshold = np.partition(weights, -TOP_VALUES)[-TOP_VALUES]
+        above = np.flatnonzero(weights > threshold)
+        ties = np.flatnonzero(weights == threshold)
+        if not isinstance(texts, list):
+            # the first of the values tied at the threshold, by value (Arrow sorts UTF-8 by
+            # code point, as Python compares str)
+            tied = texts.take(pa.array(ties))
+            first = _to_int(pc.sort_indices(tied))[: TOP_VALUES - above.size]
+            picked = np.concatenate((above, ties[first]))
+            texts = texts.take(pa.array(picked))
+        else:
+            picked = np.concatenate((above, ties))
+            texts = [texts[i] for i in picked.tolist()]
+        weights = weights[picked]
+    if not isinstance(texts, list):
+        texts = texts.to_pylist()
     order = sorted(zip(texts, weights.tolist(), strict=True), key=lambda item: (-item[1], item[0]))
     profile.top_values = [(v, int(c)) for v, c in order[:TOP_VALUES]]
-    if len(order) <= VALUE_COUNTS_MAX:
+    if not many:
         profile.value_counts = [(v, int(c)) for v, c in order]
-    profile.duplicate_rows = int(weights[weights > 1].sum())
 
 
 def _text_codes(profile: ColumnProfile, values: _Values, counted: bool) -> None:
@@ -904,20 +963,43 @@ def _profile_typed(name: str, column: pa.ChunkedArray) -> ColumnProfile | None:
         column = pc.if_else(pc.is_nan(column), pa.scalar(None, arrow_type), column)
     present = pc.drop_null(column)
     nonnull = len(present)
-    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
-        kind = "integer" if pa.types.is_integer(arrow_type) else "boolean"
-    elif pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
-        kind = "decimal"
-    elif pa.types.is_temporal(arrow_type) and not pa.types.is_duration(arrow_type):
-        kind = "date"
-    else:
+    kind = typed_kind(arrow_type)
+    if kind is None:
         return None
-    profile = ColumnProfile(
+    profile = typed_profile(name, rows, rows - nonnull, kind, arrow_type)
+    if nonnull == 0:
+        return profile
+    if kind == "date":
+        low, high = pc.min_max(present).values()
+        temporal_figures(profile, int(pc.count_distinct(present).as_py()), low, high)
+    elif not typed_figures(profile, present, None):
+        return None
+    return profile
+
+
+def typed_kind(arrow_type: pa.DataType) -> str | None:
+    """The kind a typed column is profiled as ('integer', 'boolean', 'decimal', 'date'), or
+    None for a type profiled through its text form (binary, nested)."""
+    if pa.types.is_integer(arrow_type) or pa.types.is_boolean(arrow_type):
+        return "integer" if pa.types.is_integer(arrow_type) else "boolean"
+    if pa.types.is_floating(arrow_type) or pa.types.is_decimal(arrow_type):
+        return "decimal"
+    if pa.types.is_temporal(arrow_type) and not pa.types.is_duration(arrow_type):
+        return "date"
+    return None
+
+
+def typed_profile(
+    name: str, rows: int, null_count: int, kind: str, arrow_type: pa.DataType
+) -> ColumnProfile:
+    """The profile of a typed column before its figures (``typed_figures``,
+    ``temporal_figures``)."""
+    return ColumnProfile(
         name=name,
         rows=rows,
-        null_count=rows - nonnull,
-        null_percent=_percent(rows - nonnull, rows),
-        distinct_count=0 if nonnull == 0 else None,
+        null_count=null_count,
+        null_percent=_percent(null_count, rows),
+        distinct_count=0 if rows == null_count else None,
         min_length=None,
         max_length=None,
         inferred_type=kind,
@@ -925,13 +1007,20 @@ def _profile_typed(name: str, column: pa.ChunkedArray) -> ColumnProfile | None:
         top_values=[],
         source_type=str(arrow_type),
     )
-    if nonnull == 0:
-        return profile
+
+
+def typed_figures(
+    profile: ColumnProfile, present: pa.Array | pa.ChunkedArray, weights: np.ndarray | None
+) -> bool:
+    """Figures of a typed integer, boolean or number column from its non-null values (the
+    distinct values when ``weights`` holds their row counts); False when an unsigned 64-bit
+    column does not fit int64 (it is then profiled through its text form)."""
+    kind, arrow_type = profile.inferred_type, present.type
     if kind == "integer":
         if pa.types.is_uint64(arrow_type) and pc.max(present).as_py() >= 2**63:
-            return None
+            return False
         ints = _to_int(pc.cast(present, pa.int64()))
-        ids, counts = _distinct_with_counts(ints, None)
+        ids, counts = _distinct_with_counts(ints, weights)
         profile.canonical_ids, profile.canonical_counts = ids, counts
         profile.distinct_count = int(ids.size)
         profile.duplicate_rows = int(counts[counts > 1].sum())
@@ -940,21 +1029,28 @@ def _profile_typed(name: str, column: pa.ChunkedArray) -> ColumnProfile | None:
         if ids.size <= VALUE_COUNTS_MAX:
             _set_value_counts(profile, [str(v) for v in ids.tolist()], counts)
     elif kind == "boolean":
-        vc = pc.value_counts(present)
-        texts = [str(v).lower() for v in vc.field("values").to_pylist()]
-        weights = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), dtype=np.int64)
+        if weights is None:
+            vc = pc.value_counts(present)
+            flags = vc.field("values").to_pylist()
+            weights = np.asarray(vc.field("counts").to_numpy(zero_copy_only=False), np.int64)
+        else:
+            flags = present.to_pylist()
+        texts = [str(v).lower() for v in flags]
         profile.distinct_count = len(texts)
         _set_value_counts(profile, texts, weights)
-    elif kind == "decimal":
+    else:
         floats = _to_float(present)
         profile.numeric_min, profile.numeric_max = float(floats.min()), float(floats.max())
-        _range_figures(profile, floats, None)
-    else:
-        profile.distinct_count = int(pc.count_distinct(present).as_py())
-        low, high = pc.min_max(present).values()
-        profile.temporal_min = _iso(low.as_py())
-        profile.temporal_max = _iso(high.as_py())
-    return profile
+        _range_figures(profile, floats, weights)
+    return True
+
+
+def temporal_figures(profile: ColumnProfile, distinct: int, low: Any, high: Any) -> None:
+    """Distinct count and range (as ISO text) of a typed date or timestamp column; ``low`` and
+    ``high`` are Arrow scalars of the column's own type."""
+    profile.distinct_count = distinct
+    profile.temporal_min = _iso(low.as_py())
+    profile.temporal_max = _iso(high.as_py())
 
 
 def _iso(value: Any) -> str:
@@ -1205,7 +1301,12 @@ def _is_unique(col: ColumnProfile) -> bool:
     return nonnull - col.duplicate_rows >= KEY_UNIQUE_MIN * nonnull
 
 
-def _discover_keys(settings: Settings, profile: TableProfile, sample_size: int | None) -> None:
+def _discover_keys(
+    settings: Settings,
+    profile: TableProfile,
+    sample_size: int | None,
+    pair_key: PairSearch | None = None,
+) -> None:
     """Candidate keys of a table from its data, best first, into ``profile.keys``.
 
     A single column is a candidate when it is an integer or a text code, present on at least
@@ -1238,7 +1339,7 @@ def _discover_keys(settings: Settings, profile: TableProfile, sample_size: int |
         if index == 0 or (exact and _chance_duplicates(col) >= KEY_CHANCE_MIN):
             keys.append([col.name])
     if not keys:
-        pair = _pair_key(settings, profile, sample_size)
+        pair = (pair_key or _pair_key)(settings, profile, sample_size)
         if pair is not None:
             columns, duplicates = pair
             keys.append(columns)
@@ -1262,17 +1363,9 @@ def _pair_key(
     order and price), on its first rows before all of them; it must be unique on every row.
     Rows are hashed as int64 codes.
     """
-    chosen = []
-    for position, col in enumerate(profile.columns):
-        kind = _key_kind(col) or ("date" if col.inferred_type == "date" else None)
-        if kind is None or col.null_count or col.nonconforming_rows:
-            continue
-        chosen.append((0 if kind == "integer" else 1, position, col.name))
-    chosen = sorted(chosen)[:PAIR_MAX_COLUMNS]
-    if len(chosen) < 2:
+    names = pair_columns(profile)
+    if names is None:
         return None
-    names = [name for _, _, name in sorted(chosen, key=lambda item: item[1])]
-    rank = {name: klass for klass, _, name in chosen}
     try:
         data = read_bronze(
             settings.paths.bronze, profile.table, columns=names, sample_size=sample_size
@@ -1287,15 +1380,8 @@ def _pair_key(
             column = checks.canonical_ids(column)
         encoded = pc.dictionary_encode(column.combine_chunks())
         codes[name] = (_to_int(encoded.indices), len(encoded.dictionary))
-    pairs = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            combos = codes[a][1] * codes[b][1]
-            if combos < rows or rows * rows / (2.0 * combos) < PAIR_CHANCE_MIN:
-                continue
-            pairs.append((combos, rank[a] + rank[b], names.index(a), names.index(b), a, b))
-    pairs.sort()
-    for *_, a, b in pairs[:PAIR_MAX_TRIES]:
+    distinct = {name: size for name, (_, size) in codes.items()}
+    for a, b in pair_order(profile, names, distinct, rows):
         (ca, _), (cb, db) = codes[a], codes[b]
         # Exactly unique: a combination that repeats at all is more likely a coincidence
         # than a key with defective rows (it is only searched when no column is a key).
@@ -1305,6 +1391,40 @@ def _pair_key(
         if not _duplicate_rows(ca * db + cb):
             return [a, b], 0
     return None
+
+
+def pair_columns(profile: TableProfile) -> list[str] | None:
+    """The columns a two-column key is searched among (file order), or None when fewer than 2:
+    never-null integer, code and date columns, at most PAIR_MAX_COLUMNS of them, integers
+    first."""
+    chosen = []
+    for position, col in enumerate(profile.columns):
+        kind = _key_kind(col) or ("date" if col.inferred_type == "date" else None)
+        if kind is None or col.null_count or col.nonconforming_rows:
+            continue
+        chosen.append((0 if kind == "integer" else 1, position, col.name))
+    chosen = sorted(chosen)[:PAIR_MAX_COLUMNS]
+    if len(chosen) < 2:
+        return None
+    return [name for _, _, name in sorted(chosen, key=lambda item: item[1])]
+
+
+def pair_order(
+    profile: TableProfile, names: list[str], distinct: dict[str, int], rows: int
+) -> list[tuple[str, str]]:
+    """The pairs to try, likeliest first (``_pair_key``), given each column's distinct values
+    (canonical keys) over ``rows`` rows."""
+    kinds = {c.name: _key_kind(c) for c in profile.columns}
+    rank = {name: 0 if kinds.get(name) == "integer" else 1 for name in names}
+    pairs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            combos = distinct[a] * distinct[b]
+            if combos < rows or rows * rows / (2.0 * combos) < PAIR_CHANCE_MIN:
+                continue
+            pairs.append((combos, rank[a] + rank[b], names.index(a), names.index(b), a, b))
+    pairs.sort()
+    return [(a, b) for *_, a, b in pairs[:PAIR_MAX_TRIES]]
 
 
 def _duplicate_rows(combined: np.ndarray) -> int:
@@ -1340,19 +1460,28 @@ def _parent_key(table: str, col: ColumnProfile) -> _ParentKey | None:
     return None
 
 
+def _read_column_profile(
+    settings: Settings, table: str, name: str, typed_kinds: dict[str, str] | None
+) -> ColumnProfile:
+    """One column of a Bronze table profiled on all its rows (the arrow engine's
+    ``ColumnProfiler``)."""
+    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
+    data = read_bronze(settings.paths.bronze, table, columns=[name])
+    return _profile_column(name, data.column(0), placeholders, typed_kinds)
+
+
 def _read_key_columns(
     settings: Settings,
     table: str,
     names: list[str],
     columns: list[str],
     typed_kinds: dict[str, str] | None = None,
+    profile_column: ColumnProfiler = _read_column_profile,
 ) -> list[_ParentKey]:
     """Parent keys of ``table`` read from its whole Bronze file (the columns named)."""
-    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
     found = []
     for name in [c for c in columns if c in names]:
-        data = read_bronze(settings.paths.bronze, table, columns=[name])
-        col = _profile_column(name, data.column(0), placeholders, typed_kinds)
+        col = profile_column(settings, table, name, typed_kinds)
         key = _parent_key(table, col)
         if key is not None:
             found.append(key)
@@ -1360,18 +1489,20 @@ def _read_key_columns(
 
 
 def _scan_key(
-    settings: Settings, table: str, names: list[str], typed_kinds: dict[str, str] | None = None
+    settings: Settings,
+    table: str,
+    names: list[str],
+    typed_kinds: dict[str, str] | None = None,
+    profile_column: ColumnProfiler = _read_column_profile,
 ) -> list[_ParentKey]:
     """The best single-column key of a table nobody profiled in this run, column by column.
 
     The same ranking as ``_discover_keys``; the scan stops at the first integer key whose
     uniqueness is no coincidence (nothing later can rank above it).
     """
-    placeholders = pa.array(list(settings.null_placeholders), type=pa.string())
     best: tuple[int, _ParentKey] | None = None
     for name in names:
-        data = read_bronze(settings.paths.bronze, table, columns=[name])
-        col = _profile_column(name, data.column(0), placeholders, typed_kinds)
+        col = profile_column(settings, table, name, typed_kinds)
         kind = _key_kind(col)
         if kind is None or not _is_unique(col) or col.null_percent > KEY_NULL_MAX_PERCENT:
             continue
@@ -1385,7 +1516,10 @@ def _scan_key(
 
 
 def _unprofiled_keys(
-    settings: Settings, table: str, profile: TableProfile | None
+    settings: Settings,
+    table: str,
+    profile: TableProfile | None,
+    profile_column: ColumnProfiler = _read_column_profile,
 ) -> list[_ParentKey]:
     """Keys of a table profiled on a sample (its key columns, read whole, as validation will) or
     not profiled at all (declared keys, else its rule file's keys, else a scan)."""
@@ -1402,9 +1536,9 @@ def _unprofiled_keys(
                 except RuleFileError:
                     keys = []
             if not keys:
-                return _scan_key(settings, table, names, typed_kinds)
+                return _scan_key(settings, table, names, typed_kinds, profile_column)
         identity = keys[0] if keys and len(keys[0]) == 1 else []
-        return _read_key_columns(settings, table, names, identity, typed_kinds)
+        return _read_key_columns(settings, table, names, identity, typed_kinds, profile_column)
     except AimsError:
         return []  # an unreadable parent offers no keys; its own profiling reports the error
 
@@ -1552,7 +1686,9 @@ def _text_evidence(contained: pa.Array, parent: _ParentKey) -> float | None:
 
 
 def discover_foreign_keys(
-    profiles: dict[str, TableProfile], settings: Settings
+    profiles: dict[str, TableProfile],
+    settings: Settings,
+    profile_column: ColumnProfiler | None = None,
 ) -> dict[tuple[str, str], tuple[str, str]]:
     """(child table, column) -> (parent table, parent key column) for references in the data.
 
@@ -1566,13 +1702,15 @@ def discover_foreign_keys(
     chance. Integers compare canonically ('13000015.0' == 13000015). Among parents the one
     containing most rows wins, then one whose table is named in the column (a tie-break only),
     then the stronger evidence. Matched child ColumnProfiles are annotated with
-    ``foreign_key`` so rule suggestion can calibrate ``mostly``.
+    ``foreign_key`` so rule suggestion can calibrate ``mostly``. ``profile_column`` profiles
+    the key columns read from Bronze (the engine's; the arrow engine reads them with pyarrow).
     """
     parents: list[_ParentKey] = []
     for table in list_bronze_tables(settings.paths.bronze):
         profile = profiles.get(table)
         if profile is None or profile.sampled:
-            parents.extend(_unprofiled_keys(settings, table, profile))
+            reader = profile_column or _read_column_profile
+            parents.extend(_unprofiled_keys(settings, table, profile, reader))
             continue
         by_name = {c.name: c for c in profile.columns}
         if profile.keys and len(profile.keys[0]) == 1 and profile.keys[0][0] in by_name:
@@ -2637,6 +2775,14 @@ def profile_tables(
     run_id = run_id or datetime.now(timezone.utc).strftime("profile-%Y%m%dT%H%M%S")
     sample_size = settings.sample_size if sample_size is None else sample_size
     workers = int(max_workers or settings.max_workers or 1)
+    tables = lake_tables(settings, tables)
+    profiles, errors = _run_jobs(settings, tables, sample_size, workers, progress)
+    return finish_run(settings, tables, profiles, errors, run_id, started, history, force)
+
+
+def lake_tables(settings: Settings, tables: list[str] | None) -> list[str]:
+    """The tables a profile run covers: those named (validated, once each), else every Bronze
+    table (an error when there is none)."""
     if tables is None:
         tables = list_bronze_tables(settings.paths.bronze)
         if not tables:
@@ -2644,10 +2790,24 @@ def profile_tables(
                 f"no Bronze tables (*.parquet) in {settings.paths.bronze}",
                 hint="run `make init` for the sample lake, or point AIMS_BRONZE_DIR at the export",
             )
-    tables = [validate_table_name(t) for t in dict.fromkeys(tables)]
-    profiles, errors = _run_jobs(settings, tables, sample_size, workers, progress)
+    return [validate_table_name(t) for t in dict.fromkeys(tables)]
+
+
+def finish_run(
+    settings: Settings,
+    tables: list[str],
+    profiles: dict[str, TableProfile],
+    errors: dict[str, str],
+    run_id: str,
+    started: float,
+    history: int = 1,
+    force: bool = False,
+    profile_column: ColumnProfiler | None = None,
+) -> ProfileRun:
+    """The engine-independent end of a profile run: references across the profiles, drop
+    history, rule files written (hand-edited ones kept), phase timings."""
     profiled_at = time.perf_counter()
-    foreign_keys = discover_foreign_keys(profiles, settings)
+    foreign_keys = discover_foreign_keys(profiles, settings, profile_column)
     discovered_at = time.perf_counter()
 
     run = ProfileRun(
