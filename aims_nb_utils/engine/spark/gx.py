@@ -20,10 +20,13 @@ kwargs are written for Spark:
   parent's distinct canonical keys (``masks.expectation_mask``/``masks.reference_keys``), so the
   parent is never collected to the driver. The rule's ``reference_key`` names that column; GX
   still computes the counts, ``mostly`` and the partial list of the child's values.
-* kwargs (:func:`spark_kwargs`): regexes in Java's dialect with RE2's meaning
-  (``masks.java_regex``: '$' is the very end, as pyarrow's ``match_substring_regex`` that pandas
-  runs for GX on the arrow engine), and rule-file dates as UTC instants (a naive ``datetime``
-  would be read in the driver's local time zone by ``F.lit``).
+* kwargs (:func:`spark_kwargs`): a regex in Java's dialect with the meaning GX gives it on the
+  arrow engine, where pandas runs Python's ``re`` (``str.contains``): '$' also matches before a
+  final line break ('12\\n' matches ``^[0-9]+$``), written ``(?=\\n?\\z)`` for Java, whose own '$'
+  also accepts '\\r' and Unicode line separators; ``\\d``, ``\\w``, ``\\s``, ``\\b`` are Unicode
+  classes in Python, so Java gets ``(?U)`` for them. (The quarantine masks keep RE2's meaning,
+  '$' the very end, as pyarrow does on the arrow engine.) Rule-file dates become UTC instants:
+  ``F.lit`` reads a naive ``datetime`` in the driver's local time zone.
 
 Spark's length counts code points as pandas does (a non-BMP character is one); a float column's
 NaN is null here as it is for the arrow engine (``masks.normalized``).
@@ -32,6 +35,7 @@ NaN is null here as it is for the arrow engine (``masks.normalized``).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -116,8 +120,18 @@ def spark_kwargs(kwargs: dict[str, Any], columns: dict[str, str]) -> dict[str, A
     if "column_list" in out:
         out["column_list"] = [columns[c] for c in out["column_list"]]
     if isinstance(out.get("regex"), str):
-        out["regex"] = masks.java_regex(out["regex"])
+        out["regex"] = python_regex_for_java(out["regex"])
     return out
+
+
+PYTHON_END = r"(?=\n?\z)"  # Python's '$' (no MULTILINE): the end, or before a final '\n'
+_UNICODE_CLASSES = re.compile(r"(?<!\\)(?:\\\\)*\\[dDwWsSbB]")
+
+
+def python_regex_for_java(pattern: str) -> str:
+    """A pattern as Python's ``re.search`` reads it, for Java's ``rlike`` (module docstring)."""
+    java = masks.java_regex(pattern, end=PYTHON_END)
+    return "(?U)" + java if _UNICODE_CLASSES.search(pattern) else java
 
 
 Item = tuple[int, Expectation, Expectation, dict[str, Any]]
