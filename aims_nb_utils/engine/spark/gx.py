@@ -44,7 +44,7 @@ from typing import Any
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from ... import checks
+from ... import checks, gx_compat
 from ... import validation as v
 from ...errors import AimsError
 from ...rules import Expectation
@@ -53,7 +53,7 @@ from . import masks
 # Counts and ``mostly`` come from GX's one aggregation per frame; the partial list of unexpected
 # values is one more Spark job per rule (a filtered ``limit``). Rules that failed get theirs in a
 # second, smaller GX run (see validate.py), so this run asks for none: Spark plans ``limit(0)``
-# as an empty relation and runs no job for it.
+# as an empty relation and runs no job for it (GX still plans the query).
 COUNTS_ONLY = {"result_format": "BASIC", "partial_unexpected_count": 0}
 WITH_SAMPLES = {"result_format": "BASIC", "partial_unexpected_count": v.PARTIAL_LIST_MAX}
 
@@ -82,6 +82,7 @@ def register_reference_metric() -> type:
     global _REFERENCE_METRIC
     if _REFERENCE_METRIC is not None:
         return _REFERENCE_METRIC
+    gx_compat.import_gx()  # GX imported the platform's way (without the IRI grammar)
     v._define_reference_expectation()  # the expectation and its pandas metric first
     from great_expectations.execution_engine import SparkDFExecutionEngine
     from great_expectations.expectations.metrics.map_metric_provider import (

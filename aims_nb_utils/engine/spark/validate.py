@@ -12,13 +12,14 @@ computed on the executors. Per table:
    the form the rule reads, as ``checks`` prepares it for the arrow engine; referential rules as
    a join with the parent's distinct keys), counts only: GX resolves every count of a frame in
    one Spark aggregation (uniqueness adds a window job per rule);
-3. the rules GX found unexpected values for run again asking for GX's partial unexpected list
-   (one ``limit`` job per such rule), so a failure carries its examples as on the arrow engine.
+3. the rules that failed with unexpected values run again asking for GX's partial unexpected
+   list (one ``limit`` job per such rule), so a failure in the results file carries its examples
+   as on the arrow engine (a rule that passed by its ``mostly`` keeps an empty list).
 
 The rows the verdict's ``max_quarantine_percent`` counts (rows breaking any quarantining rule)
 and each column's share of nulls are not GX results: they are counted with the masks quarantine
-uses (:mod:`.masks`) in one aggregation over the same prepared frame, which is cached
-(``MEMORY_AND_DISK``) for the duration of the table so those Spark jobs read it once.
+uses (:mod:`.masks`) in one aggregation over the same prepared frame. That frame is computed once
+per table and held by the executors while GX reads it (:func:`_materialize`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pyspark import StorageLevel
 from pyspark.sql import functions as F
 
 from ... import state
@@ -39,38 +39,64 @@ from . import gx
 if TYPE_CHECKING:
     from ...settings import Settings
 
-# Cache the prepared frame while its table is validated (GX's jobs and the count read it).
-CACHE_PREPARED = True
+
+def _materialize(frame: Any) -> Any:
+    """The prepared frame computed once (joins, windows, parsing) and held by the executors
+    (memory, then disk) as a DataFrame whose plan is only that data.
+
+    GX plans a query per metric (a ``limit`` per rule for its unexpected values, even of 0 rows):
+    on a cached frame Spark matches each plan against the cache, on a checkpointed one there is
+    nothing to analyse, a third of the time per query. :func:`_release` frees it."""
+    return frame.localCheckpoint(eager=True)
 
 
-def _references(settings: Settings, rules: list[tuple[int, Any]]) -> dict[int, Any]:
-    """Rule index -> the parent's distinct keys (a lazy DataFrame), or the error reading it."""
+def _release(frame: Any) -> None:
+    """Drop a frame of :func:`_materialize` from the executors now (Spark's cleaner would do it
+    only when the JVM collects the DataFrame)."""
+    try:
+        frame._jdf.queryExecution().logical().rdd().unpersist(False)
+    except Exception:  # noqa: BLE001 - another Spark's plan shape: the cleaner frees it later
+        pass
+
+
+def _references(
+    settings: Settings, rules: list[tuple[int, Any]], known: dict[tuple[str, str], Any]
+) -> dict[int, Any]:
+    """Rule index -> the parent's distinct keys (a lazy DataFrame), or the error reading it;
+    ``known`` keeps each parent column's for the run (Spark reads a file's schema once)."""
     from . import SparkEngine
 
     out: dict[int, Any] = {}
     for index, rule in rules:
         if rule.is_row_level and rule.reference is not None and "value_set" not in rule.kwargs:
-            try:
-                out[index] = SparkEngine().references(settings, [rule])[rule.rule_id]
-            except AimsError as exc:
-                out[index] = exc
+            if rule.reference not in known:
+                try:
+                    known[rule.reference] = SparkEngine().references(settings, [rule])[rule.rule_id]
+                except AimsError as exc:
+                    known[rule.reference] = exc
+            out[index] = known[rule.reference]
     return out
 
 
 def _row_results(
-    settings: Settings, layout: Any, raw: Any, part: Any, items: list, file_name: str
+    settings: Settings,
+    layout: Any,
+    raw: Any,
+    part: Any,
+    items: list,
+    file_name: str,
+    parents: dict[tuple[str, str], Any],
 ) -> None:
     """GX on the prepared frame for the row-level and compound rules, and the one aggregation
     counting the rows quarantine would take and each column's present values."""
     if not items:
         return
-    prepared = gx.prepared_frame(settings, layout.table, raw, items, _references(settings, items))
+    references = _references(settings, items, parents)
+    prepared = gx.prepared_frame(settings, layout.table, raw, items, references)
     rules = dict(items)
     for index, error in prepared.failed.items():
         part.results[index] = v._failed(rules[index], index, error)
-    frame = prepared.frame
-    if CACHE_PREPARED:
-        frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+    frame = _materialize(prepared.frame)
     try:
         aggregates = [F.count(F.lit(1)).alias("rows")]
         for flag in prepared.present.values():
@@ -88,13 +114,14 @@ def _row_results(
         failing = [
             item
             for item in prepared.items
-            if (part.results[item[0]].unexpected_count or 0) > 0 and not part.results[item[0]].error
+            if not part.results[item[0]].success
+            and (part.results[item[0]].unexpected_count or 0) > 0
+            and not part.results[item[0]].error
         ]
         if failing:
             _add_samples(layout.table, frame, failing, file_name, part)
     finally:
-        if CACHE_PREPARED:
-            frame.unpersist()
+        _release(frame)
 
 
 def _add_samples(table: str, frame: Any, failing: list, file_name: str, part: Any) -> None:
@@ -106,7 +133,9 @@ def _add_samples(table: str, frame: Any, failing: list, file_name: str, part: An
         part.results[index].partial_unexpected_list = sample.partial_unexpected_list
 
 
-def _validate_table(settings: Settings, layout: Any, rule_file: Any) -> Any:
+def _validate_table(
+    settings: Settings, layout: Any, rule_file: Any, parents: dict[tuple[str, str], Any]
+) -> Any:
     from . import read_bronze
 
     started = time.perf_counter()
@@ -142,7 +171,7 @@ def _validate_table(settings: Settings, layout: Any, rule_file: Any) -> Any:
         raw = read_bronze(settings, layout.table)
         if table_items:
             v._run_gx(gx.runner(), layout.table, raw, table_items, file_name, part.results, exists)
-        _row_results(settings, layout, raw, part, row_items, file_name)
+        _row_results(settings, layout, raw, part, row_items, file_name, parents)
     except AimsError as exc:
         part.error = str(exc)
     except Exception as exc:  # noqa: BLE001 - one table's crash must not stop the others
@@ -179,8 +208,9 @@ def validate_tables(
         )
     names, rule_paths = v._discover(settings, rules_dir, tables)
     results, jobs = v._prepare_tables(settings, names, rule_paths, rules_dir, None)
+    parents: dict[tuple[str, str], Any] = {}  # parent column -> its keys, for the run
     for layout, rule_file in jobs:
-        results[layout.table] = _validate_table(settings, layout, rule_file)
+        results[layout.table] = _validate_table(settings, layout, rule_file, parents)
     rule_files = {layout.table: rule_file for layout, rule_file in jobs}
     return v.finish_run(
         settings, run_id, timestamp, started, results, names, rule_files, write, data_docs
