@@ -11,7 +11,8 @@ computed on the executors. Per table:
 2. row-level and compound rules on the prepared frame (:func:`.gx.prepared_frame`: each column in
    the form the rule reads, as ``checks`` prepares it for the arrow engine; referential rules as
    a join with the parent's distinct keys), counts only: GX resolves every count of a frame in
-   one Spark aggregation (uniqueness adds a window job per rule);
+   one Spark aggregation (uniqueness adds a window job per rule), and the values no one asked
+   for are not queried (``gx_compat.spark_values_on_demand``);
 3. the rules that failed with unexpected values run again asking for GX's partial unexpected
    list (one ``limit`` job per such rule), so a failure in the results file carries its examples
    as on the arrow engine (a rule that passed by its ``mostly`` keeps an empty list).
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import functions as F
 
-from ... import state
+from ... import gx_compat, state
 from ... import validation as v
 from ...errors import AimsError
 from . import gx
@@ -110,7 +111,8 @@ def _row_results(
         for column, flag in prepared.present.items():
             part.null_percent[column] = 100.0 * (rows - int(row[flag] or 0)) / rows if rows else 0.0
         if prepared.items:
-            v._run_gx(gx.runner(), layout.table, frame, prepared.items, file_name, part.results)
+            with gx_compat.spark_values_on_demand():  # counts: no query for 0 values per rule
+                v._run_gx(gx.runner(), layout.table, frame, prepared.items, file_name, part.results)
         failing = [
             item
             for item in prepared.items
