@@ -12,6 +12,11 @@ in :mod:`aims_nb_utils.gx_run`. Three internals make validation affordable on mi
 * the execution engine's ``_metric_cache`` and its batch manager's ``_batch_data_cache``: every
   batch of the reused asset has the same id and the engine keeps each resolved metric (full
   length condition series included) for the life of the process; cleared after each run.
+* ``great_expectations.expectations.metrics.map_metric_provider.
+  column_map_condition_auxilliary_methods._spark_column_map_condition_values``, GX's Spark
+  provider of every column map rule's ``unexpected_values`` (found in GX's metric registry):
+  asked for no value (``partial_unexpected_count: 0``) it still builds and plans a query per rule.
+  Answered ``[]`` without a query while the spark engine counts (:func:`spark_values_on_demand`).
 
 :func:`problems` names every internal that is missing or changed shape in the installed GX; the
 test suite (tests/test_gx_compat.py) fails on any, so a GX upgrade that breaks one is noticed
@@ -30,6 +35,11 @@ from typing import Any
 from .errors import AimsError
 
 PANDAS_ENGINE_MODULE = "great_expectations.execution_engine.pandas_execution_engine"
+SPARK_VALUES_MODULE = (
+    "great_expectations.expectations.metrics.map_metric_provider."
+    "column_map_condition_auxilliary_methods"
+)
+SPARK_VALUES_FUNCTION = "_spark_column_map_condition_values"
 
 
 class GxCompatibilityError(AimsError):
@@ -105,7 +115,67 @@ def problems() -> list[str]:
             "the execution engine's batch_manager._batch_data_cache is gone or not a dict: "
             "validated frames can no longer be released"
         )
+    values = getattr(importlib.import_module(SPARK_VALUES_MODULE), SPARK_VALUES_FUNCTION, None)
+    registered = [fn for _, fn in _spark_value_providers()]
+    if values is None or values not in registered:
+        found.append(
+            f"{SPARK_VALUES_MODULE}.{SPARK_VALUES_FUNCTION} is gone or no longer GX's Spark "
+            "provider of column map unexpected_values: the spark engine plans a query per rule"
+        )
     return found
+
+
+def _spark_value_providers() -> list[tuple[dict[str, Any], Any]]:
+    """(providers entry, function) of every metric GX computes on Spark with the column map
+    ``unexpected_values`` function (one per column map metric registered so far)."""
+    import importlib
+
+    from great_expectations.expectations import registry
+
+    values = getattr(importlib.import_module(SPARK_VALUES_MODULE), SPARK_VALUES_FUNCTION, None)
+    out = []
+    for definition in getattr(registry, "_registered_metrics", {}).values():
+        providers = definition.get("providers") if isinstance(definition, dict) else None
+        entry = providers.get("SparkDFExecutionEngine") if isinstance(providers, dict) else None
+        if isinstance(entry, tuple) and len(entry) == 2 and entry[1] is values:
+            out.append((providers, entry[1]))
+    return out
+
+
+@contextmanager
+def spark_values_on_demand() -> Iterator[None]:
+    """While the block runs, GX's Spark ``unexpected_values`` of a column map rule asked for no
+    value (``partial_unexpected_count`` 0, not COMPLETE) is ``[]`` without building a query.
+
+    GX 1.x computes that metric for every map rule unless the result format is BOOLEAN_ONLY
+    (which drops the counts too); on Spark each is a ``limit(0)`` query that Spark still
+    analyses and plans, the largest cost of a validation with counts only. Any other request
+    goes to GX's own function; the registry is restored after the block."""
+    swapped = _spark_value_providers()
+    if not swapped:
+        yield
+        return
+    original = swapped[0][1]
+
+    def values(cls: Any, execution_engine: Any, metric_domain_kwargs: dict, **kwargs: Any) -> Any:
+        value_kwargs = kwargs.get("metric_value_kwargs") or {}
+        result_format = value_kwargs.get("result_format") or {}
+        if (
+            isinstance(result_format, dict)
+            and result_format.get("result_format") != "COMPLETE"
+            and result_format.get("partial_unexpected_count") == 0
+        ):
+            return []
+        return original(cls, execution_engine, metric_domain_kwargs, **kwargs)
+
+    values.__dict__.update(original.__dict__)  # metric_fn_type: how GX schedules it
+    for providers, _ in swapped:
+        providers["SparkDFExecutionEngine"] = (providers["SparkDFExecutionEngine"][0], values)
+    try:
+        yield
+    finally:
+        for providers, fn in swapped:
+            providers["SparkDFExecutionEngine"] = (providers["SparkDFExecutionEngine"][0], fn)
 
 
 def check() -> None:

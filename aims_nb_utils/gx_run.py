@@ -37,10 +37,11 @@ def checkpoint_name(table: str) -> str:
 
 
 class GxRunner:
-    """The GX objects of one process: ephemeral context, pandas data source, asset, batch
-    definition, and the current table's suite / ValidationDefinition / Checkpoint."""
+    """The GX objects of one process: ephemeral context, data source (pandas, or Spark with
+    ``spark=True``: batches are then Spark DataFrames), asset, batch definition, and the current
+    table's suite / ValidationDefinition / Checkpoint (``result_format`` is its Checkpoint's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spark: bool = False, result_format: Any = "BASIC") -> None:
         self.gx = gx_compat.import_gx()
         gx_compat.check()
         gx_compat.disable_batch_fingerprint()
@@ -50,7 +51,11 @@ class GxRunner:
         self.context.variables.progress_bars = ProgressBarsConfig(
             globally=False, metric_calculations=False
         )
-        self.datasource = self.context.data_sources.add_pandas("aims_bronze")
+        if spark:  # the caller caches its DataFrame when it wants to (GX would never unpersist)
+            self.datasource = self.context.data_sources.add_spark("aims_bronze", persist=False)
+        else:
+            self.datasource = self.context.data_sources.add_pandas("aims_bronze")
+        self.result_format = result_format
         asset = self.datasource.add_dataframe_asset("frame")
         self.batch_definition = asset.add_batch_definition_whole_dataframe("whole_frame")
         self._table: str | None = None
@@ -68,7 +73,10 @@ class GxRunner:
         )
         self._checkpoint = self.context.checkpoints.add(
             gx.Checkpoint(
-                name=name, validation_definitions=[definition], actions=[], result_format="BASIC"
+                name=name,
+                validation_definitions=[definition],
+                actions=[],
+                result_format=self.result_format,
             )
         )
         self._table = table

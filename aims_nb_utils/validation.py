@@ -263,10 +263,10 @@ def _define_reference_expectation() -> type:
 class _GxRunner:
     """This process's GX runner (:class:`gx_run.GxRunner`) plus the referential expectation."""
 
-    def __init__(self) -> None:
+    def __init__(self, spark: bool = False, result_format: Any = "BASIC") -> None:
         from .gx_run import GxRunner
 
-        self.runner = GxRunner()
+        self.runner = GxRunner(spark, result_format)
         self.gx = self.runner.gx
         self.reference_class = _define_reference_expectation()
 
@@ -443,10 +443,15 @@ def _failed(rule: Expectation, index: int, error: str) -> RuleResult:
 
 
 def _gx_kwargs(
-    settings: Settings, rule: Expectation, kind: str | None, target: pa.DataType | None = None
+    settings: Settings,
+    rule: Expectation,
+    kind: str | None,
+    target: pa.DataType | None = None,
+    reference_key: str | None = None,
 ) -> tuple[Expectation, dict[str, Any]]:
     """The rule as GX should run it (value sets and bounds in the prepared column's type
-    ``target``, see :func:`checks.prepared_type`; references resolved to a key)."""
+    ``target``, see :func:`checks.prepared_type`; references resolved to a key: the parent's
+    values read into this process, or ``reference_key`` when the engine resolves it itself)."""
     kwargs = dict(rule.kwargs)
     record = rule_kinds.KINDS.get(rule.expectation_type)
     problem = rule_kinds.bounds_problem(kwargs) if record and record.has_bounds else None
@@ -455,8 +460,9 @@ def _gx_kwargs(
     if rule.expectation_type == "expect_column_values_to_be_in_set":
         if rule.reference is not None and "value_set" not in kwargs:
             parent, parent_column = rule.reference
-            key = f"{parent}.{parent_column}"
-            _REFERENCE_SETS[key] = checks.reference_values(settings, parent, parent_column)
+            key = reference_key or f"{parent}.{parent_column}"
+            if reference_key is None:
+                _REFERENCE_SETS[key] = checks.reference_values(settings, parent, parent_column)
             kwargs["reference_key"] = key
             return Expectation(REFERENCE_EXPECTATION, kwargs, rule.meta), kwargs
         if "value_set" in kwargs:

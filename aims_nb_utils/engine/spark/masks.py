@@ -43,8 +43,11 @@ _INTEGER_18 = r"^-?[0-9]{1,18}(\.0+)?$"
 # --- regex and types -------------------------------------------------------------------------
 
 
-def java_regex(pattern: str) -> str:
-    """An RE2/Python pattern as Java runs it with the same meaning (see the module docstring)."""
+def java_regex(pattern: str, end: str = r"\z") -> str:
+    """An RE2/Python pattern as Java runs it with the same meaning (see the module docstring).
+
+    ``end`` is what '$' becomes: RE2's very end by default; GX on pandas runs Python's ``re``,
+    whose '$' also matches before a final '\\n' (``(?=\\n?\\z)``, see engine/spark/gx.py)."""
     out: list[str] = []
     i, in_class = 0, False
     pattern = pattern.replace("(?P<", "(?<")
@@ -64,7 +67,7 @@ def java_regex(pattern: str) -> str:
                 i += 2
                 continue
         elif ch == "$":
-            out.append(r"\z")
+            out.append(end)
             i += 1
             continue
         out.append(ch)
