@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any
 
 from .. import AUTO_CONF, EngineError, active_spark_session
@@ -57,6 +58,9 @@ def local_session(master: str = LOCAL_MASTER, opt_out_of_auto: bool = False) -> 
             "engine 'spark' needs a Java runtime and none is on PATH",
             hint="apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)",
         )
+    # Python workers (the row fingerprint runs in them) use this interpreter, which has pyarrow,
+    # DuckDB and this package, not whatever ``python3`` is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = spark_session.builder.master(master).appName("aims-dq")
     for key, value in {**LOCAL_CONF, **SESSION_CONF}.items():
         builder = builder.config(key, value)
