@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from ...settings import Settings
 
 SPARK_STAGING = "spark-staging"
+NTZ_CONF = "spark.sql.parquet.inferTimestampNTZ.enabled"
 
 
 def spark_type(arrow_type: pa.DataType) -> T.DataType:
@@ -171,6 +172,46 @@ def _stage(settings: Settings, layer: str, table: str, df: DataFrame, work: Path
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
     return storage.StagedTable(layer, table, str(path), str(target))
+
+
+# --- reading Bronze ---------------------------------------------------------------------------
+
+_INTEGERS = {8: T.ByteType(), 16: T.ShortType(), 32: T.IntegerType(), 64: T.LongType()}
+
+
+def _read_type(arrow_type: pa.DataType, ntz: bool) -> T.DataType | None:
+    """The type Spark's parquet reader gives a column pyarrow reads as ``arrow_type``; None
+    for a type this does not know (Spark then infers the schema itself)."""
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return T.StringType()
+    if pa.types.is_signed_integer(arrow_type):
+        return _INTEGERS[arrow_type.bit_width]
+    if pa.types.is_boolean(arrow_type):
+        return T.BooleanType()
+    if pa.types.is_float32(arrow_type):
+        return T.FloatType()
+    if pa.types.is_float64(arrow_type):
+        return T.DoubleType()
+    if pa.types.is_decimal128(arrow_type):
+        return T.DecimalType(arrow_type.precision, arrow_type.scale)
+    if pa.types.is_date32(arrow_type):
+        return T.DateType()
+    if pa.types.is_timestamp(arrow_type) and arrow_type.unit in ("s", "ms", "us"):
+        return T.TimestampNTZType() if arrow_type.tz is None and ntz else T.TimestampType()
+    return None
+
+
+def _read_bronze(session: Any, path: Path, bronze_schema: pa.Schema) -> DataFrame:
+    """The Bronze file as a DataFrame, with its schema given rather than inferred (inference
+    is a Spark job of its own) when every column's type is one :func:`_read_type` knows."""
+    ntz = str(session.conf.get(NTZ_CONF, "true")).lower() == "true"
+    fields = []
+    for field in bronze_schema:
+        dtype = _read_type(field.type, ntz)
+        if dtype is None:
+            return session.read.parquet(str(path))
+        fields.append(T.StructField(field.name, dtype, True))
+    return session.read.schema(T.StructType(fields)).parquet(str(path))
 
 
 # --- row fingerprints ------------------------------------------------------------------------
@@ -365,7 +406,7 @@ def ingest_table(
     """Load one table on Spark (see the module doc); stages Silver and quarantine, publishes
     nothing; raises the arrow engine's errors for the same inputs."""
     from ... import ingestion as ing
-    from . import SparkEngine, read_bronze
+    from . import SparkEngine
     from .session import get_session
 
     table = plan.table
@@ -393,7 +434,7 @@ def ingest_table(
         settings, [r.expectation for r in rules if r.expectation is not None]
     )
     session = get_session()
-    df = read_bronze(settings, table)
+    df = _read_bronze(session, path, bronze_schema)
     dtypes = {f.name: f.dataType for f in df.schema.fields}
     df = with_row_hashes(df, bronze_schema)
 
