@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any
 
 from .. import AUTO_CONF, EngineError, active_spark_session
@@ -28,7 +29,10 @@ LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "4",
     "spark.default.parallelism": "2",
     "spark.driver.memory": "1g",
-    "spark.sql.adaptive.enabled": "true",
+    # Off locally: adaptive execution runs every shuffle stage as a Spark job of its own (each
+    # pays scheduling), and its gains (coalescing many shuffle partitions, skew joins) do not
+    # apply to 4 partitions on 2 cores. A Fabric session keeps its own setting.
+    "spark.sql.adaptive.enabled": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.parquet.inferTimestampNTZ.enabled": "true",
 }
@@ -57,6 +61,9 @@ def local_session(master: str = LOCAL_MASTER, opt_out_of_auto: bool = False) -> 
             "engine 'spark' needs a Java runtime and none is on PATH",
             hint="apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)",
         )
+    # Python workers (the row fingerprint runs in them) use this interpreter, which has pyarrow,
+    # DuckDB and this package, not whatever ``python3`` is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = spark_session.builder.master(master).appName("aims-dq")
     for key, value in {**LOCAL_CONF, **SESSION_CONF}.items():
         builder = builder.config(key, value)
