@@ -1,10 +1,14 @@
 """The spark engine: profiling, validation and ingestion on Spark DataFrames.
 
 Selected with ``engine: spark`` (or ``auto`` in a Spark notebook). Tables are read with
-``spark.read.parquet`` from the same Bronze files, the rules are Spark column expressions
-(:mod:`.masks`), and Silver and quarantine are written by Spark (:mod:`.ingest`) and published
-with the platform's atomic unit (``storage.publish_unit``), so state, watermarks, history, results
-and reports are the arrow engine's. What runs where is listed in docs/architecture.md ("Engines").
+``spark.read.parquet`` from the same Bronze files. Profiling counts each column's distinct values
+on Spark and hands the counts to the shared profiler (:mod:`.profile`), so the rule files are the
+arrow engine's; verdicts are Great Expectations' run on Spark DataFrames (:mod:`.validate`,
+:mod:`.gx`); the masks, casts and reasons are Spark column expressions (:mod:`.masks`); the row
+fingerprint is the arrow engine's own, computed by the executors; Silver and quarantine are
+written by Spark (:mod:`.ingest`) and published with the platform's atomic unit
+(``storage.publish_unit``), so state, watermarks, history, results and reports are the arrow
+engine's. What runs where is listed in docs/architecture.md ("Engines").
 """
 
 from __future__ import annotations
