@@ -27,11 +27,10 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import GIB, PeakMemory
+from benchlib import GIB, timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,12 +40,7 @@ TARGET_PEAK_GIB = 4.0
 
 
 def _timed(label: str, action: Any) -> tuple[Any, float, int]:
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        value = action()
-        seconds = time.perf_counter() - started
-    print(f"{label:<32} {seconds:8.1f} s   peak {memory.peak / GIB:5.2f} GiB", flush=True)
-    return value, seconds, memory.peak
+    return timed(label, action)
 
 
 def plain_read_write(bronze: Path, out: Path) -> int:

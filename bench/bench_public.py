@@ -31,12 +31,11 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchlib import GIB, PeakMemory
+from benchlib import GIB, timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -46,12 +45,7 @@ DATASETS = ("tpch", "tpcds", "flights")
 
 
 def _timed(label: str, action: Any) -> tuple[Any, float, int]:
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        value = action()
-        seconds = time.perf_counter() - started
-    print(f"  {label:<28} {seconds:8.2f} s   peak {memory.peak / GIB:5.2f} GiB", flush=True)
-    return value, seconds, memory.peak
+    return timed(label, action, width=28, digits=2, indent="  ")
 
 
 def duckdb_scan(bronze: Path) -> int:

@@ -30,13 +30,12 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from bench_dq import duckdb_scan, readable_files
 from bench_ingest import plain_read_write
-from benchlib import GIB, PeakMemory
+from benchlib import GIB, timed
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -45,12 +44,7 @@ PHASES = ("profile_s", "validate_s", "ingest_s")
 
 
 def _timed(label: str, action: Any) -> tuple[Any, float, int]:
-    with PeakMemory() as memory:
-        started = time.perf_counter()
-        value = action()
-        seconds = time.perf_counter() - started
-    print(f"{label:<36} {seconds:8.1f} s   peak {memory.peak / GIB:5.2f} GiB", flush=True)
-    return value, seconds, memory.peak
+    return timed(label, action, width=36)
 
 
 def spark_scan(files: list[Path]) -> int:

@@ -7,6 +7,9 @@ that is the figure the 4 GiB targets are about.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
+from typing import Any
 
 import psutil  # installed with ipykernel (a dependency of the package)
 
@@ -85,3 +88,19 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.sample()
+
+
+def timed(
+    label: str, action: Callable[[], Any], width: int = 32, digits: int = 1, indent: str = ""
+) -> tuple[Any, float, int]:
+    """Run ``action`` and print its wall seconds and the process tree's peak PSS on one line;
+    returns (value, seconds, peak bytes)."""
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        value = action()
+        seconds = time.perf_counter() - started
+    print(
+        f"{indent}{label:<{width}} {seconds:8.{digits}f} s   peak {memory.peak / GIB:5.2f} GiB",
+        flush=True,
+    )
+    return value, seconds, memory.peak
