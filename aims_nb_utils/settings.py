@@ -135,6 +135,7 @@ OTHER_VARIABLES = frozenset(
         "AIMS_NOTEBOOKS_DIR",
         "AIMS_FAULT_POINT",
         "AIMS_FAULT_MARKER",
+        "AIMS_SPARK_DRIVER_MEMORY",
     }
 )
 

@@ -11,7 +11,7 @@ from conftest import make_settings
 from aims_nb_utils import orchestration as orch
 from aims_nb_utils.engine import get_engine, resolve_engine_name
 from aims_nb_utils.errors import SettingsError
-from aims_nb_utils.settings import load_settings
+from aims_nb_utils.settings import OTHER_VARIABLES, load_settings
 
 
 def test_engine_setting_defaults_to_auto_and_refuses_unknown_engines(tmp_path: Path) -> None:
@@ -49,3 +49,15 @@ def test_cli_runner_flag_and_the_deprecated_engine_spelling(tmp_path: Path, caps
     assert "--engine papermill is deprecated" in capsys.readouterr().err
     assert main(["orchestrate", "--home", str(home), "--runner", "papermill", "--plan"]) == 0
     assert "deprecated" not in capsys.readouterr().err
+
+
+def test_local_spark_heap_follows_the_machine_unless_the_user_sets_it(monkeypatch) -> None:
+    from aims_nb_utils.engine.spark import session
+
+    monkeypatch.delenv(session.DRIVER_MEMORY_VARIABLE, raising=False)
+    chosen = session.local_driver_memory()
+    assert chosen.endswith("g") and 1 <= int(chosen[:-1]) <= 8
+    monkeypatch.setenv(session.DRIVER_MEMORY_VARIABLE, "3g")
+    assert session.local_driver_memory() == "3g"
+    # a known variable: settings do not report it as a misspelt AIMS_* setting
+    assert session.DRIVER_MEMORY_VARIABLE in OTHER_VARIABLES

@@ -92,16 +92,18 @@ def spark_type(arrow_type: pa.DataType) -> T.DataType:
 
 def typed_column(
     col_type: typing_rules.ColumnType, dtype: T.DataType, placeholders: list[str]
-) -> tuple[Column, Column]:
-    """(Silver value, typing failure) of one column (``typing_rules.cast_column``)."""
+) -> tuple[Column, Column | None]:
+    """(Silver value, whether the Bronze value is present) of one column
+    (``typing_rules.cast_column``); None for a column whose cast cannot fail. A present value
+    whose Silver value is null failed its cast."""
     col = F.col(f"`{col_type.column}`")
     if col_type.from_source:
-        return col, F.lit(False)
+        return col, None
     text = text_form(normalized(col, dtype, placeholders), dtype)
     present = text.isNotNull()
     kind = col_type.kind
     if kind == "string":
-        return text, F.lit(False)
+        return text, None
     if kind == "boolean":
         value = parse_booleans(text)
     elif kind == "integer":
@@ -114,7 +116,7 @@ def typed_column(
             value = value.cast("timestamp_ntz")  # the session time zone is UTC
     else:
         raise ValueError(f"unknown Silver kind {kind!r}; known: {', '.join(typing_rules.KINDS)}")
-    return value, present & value.isNull()
+    return value, present
 
 
 def _quoted(text: Column) -> Column:
@@ -438,16 +440,22 @@ def ingest_table(
     dtypes = {f.name: f.dataType for f in df.schema.fields}
     df = with_row_hashes(df, bronze_schema)
 
+    # A parsed Silver value is a column of the cached frame: parsed once, by every core, and
+    # read both by its cast rule's mask and by the Silver write (one task, see _write_one_file).
     typed: dict[str, Column] = {}
     failed: dict[str, Column] = {}
-    for col_type in types:
+    for i, col_type in enumerate(types):
         if col_type.column not in dtypes:
             typed[col_type.column] = F.lit(None).cast(spark_type(col_type.arrow_type))
             failed[col_type.column] = F.lit(False)
             continue
-        typed[col_type.column], failed[col_type.column] = typed_column(
-            col_type, dtypes[col_type.column], placeholders
-        )
+        value, present = typed_column(col_type, dtypes[col_type.column], placeholders)
+        if present is None:
+            typed[col_type.column], failed[col_type.column] = value, F.lit(False)
+            continue
+        df = df.withColumn(f"__t{i}", value)
+        typed[col_type.column] = F.col(f"__t{i}")
+        failed[col_type.column] = present & F.col(f"__t{i}").isNull()
 
     def key_of(column: str) -> Column:
         dtype = dtypes[column]
