@@ -73,7 +73,7 @@ import struct
 import time
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -1160,9 +1160,10 @@ def _execute(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(jobs), desc="ingest", unit="table")
-    workers = get_engine(settings).parallel_tables(settings, len(jobs))
-    if sum(plan.size for plan, _ in jobs) < PARALLEL_MIN_BYTES:
-        workers = 1
+    engine = get_engine(settings)
+    workers = engine.parallel_tables(settings, len(jobs))
+    if not engine.tables_in_threads and sum(plan.size for plan, _ in jobs) < PARALLEL_MIN_BYTES:
+        workers = 1  # a worker process costs more than a small lake's work
     try:
         if workers == 1:
             for plan, verdict in jobs:
@@ -1170,8 +1171,15 @@ def _execute(
                 if bar is not None:
                     bar.update(1)
             return
-        context = multiprocessing.get_context("spawn")  # arrow/duckdb threads do not survive fork
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, **pool_options()) as pool:
+        pool: Executor
+        if engine.tables_in_threads:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+        else:
+            context = multiprocessing.get_context(
+                "spawn"
+            )  # arrow/duckdb threads do not survive fork
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, **pool_options())
+        with pool:
             futures = {
                 pool.submit(_run_one, settings, plan, verdict, run_id, load_ids[plan.table]): plan
                 for plan, verdict in jobs

@@ -65,7 +65,12 @@ KEYS: dict[str, _Key] = {
         "a table whose rows breaking a quarantining rule exceed this % of its rows fails",
         refuse_fractions=True,
     ),
-    "max_workers": _Key("int", 2, "parallel worker processes", minimum=1),
+    "max_workers": _Key(
+        "int",
+        2,
+        "tables processed side by side (worker processes; driver threads on Spark)",
+        minimum=1,
+    ),
     "continue_on_error": _Key("bool", False, "keep running later phases/tables after a failure"),
     # Data handling.
     "sample_size": _Key(

@@ -17,8 +17,10 @@ The steps an engine owns, in the order a run needs them:
 * ``validate_tables``: GX verdicts per table, written to the results file and metric history;
 * ``ingest_table``: cast to Silver types, row fingerprints, Silver and quarantine staged for the
   atomic publish (``storage.publish_unit``) with watermarks and history recorded as today;
-* ``parallel_tables``: how many tables run side by side (the arrow engine uses worker
-  processes; Spark parallelises inside a table, so it loads one table at a time).
+* ``parallel_tables``: how many tables run side by side, in worker processes when
+  ``tables_in_threads`` is false (the arrow engine: pyarrow and DuckDB work in the worker), in
+  driver threads when it is true (Spark: a thread only submits jobs, the JVM runs them, and the
+  next table's jobs fill the cores while one table waits on scheduling or a one-task write).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Engine(Protocol):
     """A data engine (see the module docstring for what each step means)."""
 
     name: str
+    tables_in_threads: bool
 
     def describe(self) -> dict[str, Any]:
         """What notebook 00's environment cell shows: the engine and, for Spark, master and

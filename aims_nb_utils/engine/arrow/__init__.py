@@ -27,6 +27,7 @@ class ArrowEngine:
     """Single-machine engine (see the module docstring)."""
 
     name = "arrow"
+    tables_in_threads = False
 
     def describe(self) -> dict[str, Any]:
         import pyarrow

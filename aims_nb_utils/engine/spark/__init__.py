@@ -43,6 +43,7 @@ class SparkEngine:
     """PySpark engine (see the module docstring)."""
 
     name = "spark"
+    tables_in_threads = True
 
     def describe(self) -> dict[str, Any]:
         from .session import describe, get_session
@@ -104,4 +105,4 @@ class SparkEngine:
         return ingest_table(settings, plan, verdict, run_id)
 
     def parallel_tables(self, settings: Settings, tables: int) -> int:
-        return 1  # Spark parallelises inside a table; the driver runs one table at a time
+        return max(1, min(int(settings.max_workers), tables))

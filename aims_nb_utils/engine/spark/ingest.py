@@ -28,7 +28,9 @@ duplicate-key invariant reads the key columns of the staged Silver file, as the 
 checks the keys it wrote. A full load runs one aggregation only when the table has a
 ``LASTUPDATED`` watermark.
 
-Tables load one at a time (``parallel_tables`` = 1): Spark parallelises inside the table.
+``max_workers`` tables load side by side from driver threads (``tables_in_threads``): Spark
+parallelises inside a table, and a second table's jobs use the cores while the first waits on job
+scheduling or its one-task Silver write.
 """
 
 from __future__ import annotations
