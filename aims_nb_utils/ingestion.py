@@ -1175,9 +1175,8 @@ def _execute(
         if engine.tables_in_threads:
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         else:
-            context = multiprocessing.get_context(
-                "spawn"
-            )  # arrow/duckdb threads do not survive fork
+            # spawn: arrow/duckdb threads do not survive fork
+            context = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=context, **pool_options())
         with pool:
             futures = {

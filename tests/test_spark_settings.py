@@ -51,7 +51,9 @@ def test_cli_runner_flag_and_the_deprecated_engine_spelling(tmp_path: Path, caps
     assert "deprecated" not in capsys.readouterr().err
 
 
-def test_local_spark_heap_follows_the_machine_unless_the_user_sets_it(monkeypatch) -> None:
+def test_local_spark_heap_follows_the_machine_unless_the_user_sets_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from aims_nb_utils.engine.spark import session
 
     monkeypatch.delenv(session.DRIVER_MEMORY_VARIABLE, raising=False)
