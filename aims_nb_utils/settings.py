@@ -68,7 +68,7 @@ KEYS: dict[str, _Key] = {
     "max_workers": _Key(
         "int",
         2,
-        "tables processed side by side (worker processes; driver threads on Spark)",
+        "tables side by side (worker processes; Spark: driver threads, profiling and ingestion)",
         minimum=1,
     ),
     "continue_on_error": _Key("bool", False, "keep running later phases/tables after a failure"),
