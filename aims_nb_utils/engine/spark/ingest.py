@@ -80,16 +80,9 @@ NTZ_CONF = "spark.sql.parquet.inferTimestampNTZ.enabled"
 
 
 def spark_type(arrow_type: pa.DataType) -> T.DataType:
-    """The Spark type that writes ``arrow_type`` to parquet (Silver's declared types)."""
-    if pa.types.is_int64(arrow_type):
-        return T.LongType()
-    if pa.types.is_float64(arrow_type):
-        return T.DoubleType()
-    if pa.types.is_boolean(arrow_type):
-        return T.BooleanType()
-    if pa.types.is_timestamp(arrow_type):
-        return T.TimestampType() if arrow_type.tz is not None else T.TimestampNTZType()
-    return T.StringType()
+    """The Spark type that writes ``arrow_type`` to parquet (Silver's declared types): the type
+    Spark reads it as, with a zone-less timestamp kept zone-less; text for any other."""
+    return _read_type(arrow_type, ntz=True) or T.StringType()
 
 
 def typed_column(
